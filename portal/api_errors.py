@@ -1,0 +1,136 @@
+"""One error shape for the whole API (CONTRACT section 5).
+
+Every error from ``/v3/*`` is ``{"error": <stable code>, "message": <sentence>}``
+plus optional detail keys. This module's ``exception_handler`` is DRF's
+``EXCEPTION_HANDLER``; ``json_404``/``json_500`` cover what never reaches DRF.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.defaults import page_not_found, server_error
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    """An error with a stable code, a message for a person and optional details."""
+
+    status_code: int = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_request"
+    default_detail = "The request is invalid."
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=message or self.default_detail, code=code or self.default_code)
+        self.error_code = code or self.default_code
+        self.message = str(message or self.default_detail)
+        if status_code is not None:
+            self.status_code = status_code
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "message": message, **extra}
+
+
+_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.NotAuthenticated: "authentication_failed",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.ParseError: "invalid_body",
+    exceptions.Throttled: "throttled",
+    exceptions.ValidationError: "invalid_request",
+}
+
+
+def _flatten(detail: Any) -> str:
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
+    if isinstance(detail, list):
+        return "; ".join(_flatten(v) for v in detail)
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound("No such resource.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    if isinstance(exc, ApiError):
+        body = error_body(exc.error_code, exc.message, **exc.extra)
+        response = Response(body, status=exc.status_code, headers=exc.headers)
+    elif isinstance(exc, exceptions.APIException):
+        code = _CODES.get(type(exc)) or next(
+            (c for klass, c in _CODES.items() if isinstance(exc, klass)), "error"
+        )
+        if isinstance(exc, exceptions.PermissionDenied) and exc.default_code != "permission_denied":
+            code = str(exc.default_code)
+        message = _flatten(exc.detail)
+        if isinstance(exc, exceptions.ParseError):
+            message = "The request body could not be parsed: " + message
+        body = error_body(code, message)
+        if isinstance(exc, exceptions.ValidationError):
+            body["details"] = exc.detail
+        response = Response(body, status=exc.status_code)
+        wait = getattr(exc, "wait", None)
+        if isinstance(exc, exceptions.Throttled) and wait is not None:
+            response["Retry-After"] = str(max(1, int(wait + 0.999)))
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            response["WWW-Authenticate"] = auth_header
+    else:
+        logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+        response = Response(
+            error_body("internal_error", "Something went wrong on our side; it has been logged."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    if response.status_code == 401 and "WWW-Authenticate" not in response:
+        response["WWW-Authenticate"] = 'Basic realm="bulk-restore"'
+    return response
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.path.startswith(("/v3/", "/api/"))
+
+
+def json_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(error_body("not_found", "No such endpoint."), status=404)
+    return page_not_found(request, exception or Http404())
+
+
+def json_500(request: HttpRequest) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(
+            error_body("internal_error", "Something went wrong on our side; it has been logged."),
+            status=500,
+        )
+    return server_error(request)
+
+
+def json_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse(error_body("bad_request", "The request could not be understood."), status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception or Exception())

@@ -1,0 +1,212 @@
+"""Settings for the bulk restore portal.
+
+Every setting is read from the environment (or a ``.env`` file beside
+``manage.py``) with a default that is safe for local use. The production
+checks in ``portal/checks.py`` refuse dangerous combinations.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+INSECURE_DEFAULT_SECRET_KEY = "django-insecure-local-only-change-me-in-production"  # noqa: S105
+
+SECRET_KEY: str = env.str("SECRET_KEY", default=INSECURE_DEFAULT_SECRET_KEY)
+DEBUG: bool = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Keys for encrypting secrets at rest (Multitel passwords, webhook signing
+# secrets). A comma-separated list of Fernet keys: the first encrypts, all
+# decrypt, so a key can be rotated. Empty means a key derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_q",
+    "portal",
+    "accounts",
+    "restores",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "portal.urls"
+WSGI_APPLICATION = "portal.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+# The embedded default is SQLite in WAL mode with a busy timeout and
+# IMMEDIATE transactions, so that the web app and several worker processes
+# can write to it at once. DATABASE_URL switches to PostgreSQL.
+DATABASES: dict[str, dict[str, Any]] = {
+    "default": env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3"),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _name = str(_db.get("NAME") or "db.sqlite3")
+    if _name != ":memory:" and not Path(_name).is_absolute():
+        _db["NAME"] = str(BASE_DIR / _name)
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": env.int("SQLITE_BUSY_TIMEOUT", default=30),
+            "init_command": ("PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=ON;"),
+        }
+    )
+    _db.setdefault("TEST", {})
+else:
+    _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- Security (production values come from the environment) --------------------
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("TRUST_X_FORWARDED_PROTO", default=False) else None
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+
+# --- REST framework -----------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiCredentialAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.IsActiveTenant"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "EXCEPTION_HANDLER": "portal.api_errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+# Largest request body accepted (10,000 numbers of 15 digits fit many times).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=25_000)
+
+# --- The bulk restore contract (CONTRACT.md section 6) ----------------------
+MULTITEL_BASE_URL: str = env.str("MULTITEL_BASE_URL", default="https://api.multitel.net")
+MULTITEL_TIMEOUT: float = env.float("MULTITEL_TIMEOUT", default=30.0)
+MULTITEL_CONNECT_TIMEOUT: float = env.float("MULTITEL_CONNECT_TIMEOUT", default=5.0)
+MULTITEL_MAX_ATTEMPTS: int = env.int("MULTITEL_MAX_ATTEMPTS", default=3)
+# Base and cap of the exponential backoff between upstream attempts (seconds).
+MULTITEL_BACKOFF_BASE: float = env.float("MULTITEL_BACKOFF_BASE", default=0.5)
+MULTITEL_BACKOFF_MAX: float = env.float("MULTITEL_BACKOFF_MAX", default=10.0)
+MULTITEL_RETRY_AFTER_MAX: float = env.float("MULTITEL_RETRY_AFTER_MAX", default=60.0)
+SYNC_MAX_NUMBERS: int = env.int("SYNC_MAX_NUMBERS", default=10)
+SYNC_DEADLINE: float = env.float("SYNC_DEADLINE", default=25.0)
+MAX_NUMBERS_PER_JOB: int = env.int("MAX_NUMBERS_PER_JOB", default=10_000)
+WEBHOOK_TIMEOUT: float = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_SYNC_TIMEOUT: float = env.float("WEBHOOK_SYNC_TIMEOUT", default=5.0)
+WEBHOOK_RETRY_SCHEDULE: str = env.str("WEBHOOK_RETRY_SCHEDULE", default="30s,2m,10m,1h,6h")
+WEBHOOK_ALLOW_PRIVATE_TARGETS: bool = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+
+# --- Workers ------------------------------------------------------------------
+# Numbers a worker claims at once (further capped by the tenant's
+# max_concurrency), how long a claim is leased, how long one task keeps
+# claiming batches before it hands over to a fresh task, and how many tasks a
+# new job is fanned out to (so it spreads over several qcluster processes).
+RESTORE_BATCH_SIZE: int = env.int("RESTORE_BATCH_SIZE", default=10)
+RESTORE_LEASE_SECONDS: int = env.int("RESTORE_LEASE_SECONDS", default=300)
+RESTORE_TASK_SLICE_SECONDS: float = env.float("RESTORE_TASK_SLICE_SECONDS", default=60.0)
+RESTORE_JOB_FANOUT: int = env.int("RESTORE_JOB_FANOUT", default=4)
+# An active job nobody has touched for this long is enqueued again by the sweeper.
+RESTORE_STALE_SECONDS: float = env.float("RESTORE_STALE_SECONDS", default=120.0)
+
+# Recorded on each number a process claims (default: host and process id).
+WORKER_NAME: str = env.str("WORKER_NAME", default="")
+
+REDIS_URL: str | None = env.str("REDIS_URL", default=None)
+Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=600)
+Q_CLUSTER: dict[str, Any] = {
+    "name": env.str("Q_CLUSTER_NAME", default="portal"),
+    "workers": env.int("Q_WORKERS", default=4),
+    # A task that claims batches stops taking new ones after
+    # RESTORE_TASK_SLICE_SECONDS; the timeout only catches a stuck worker.
+    "timeout": Q_TASK_TIMEOUT,
+    # Must be larger than the timeout, or a running task is handed out twice.
+    "retry": Q_TASK_TIMEOUT + 60,
+    # A task that raised is acknowledged and recorded as failed rather than
+    # redelivered forever; the job's rows in the database (not the queue) are
+    # the record of work still to do, and the sweeper picks them up again.
+    "ack_failures": True,
+    "max_attempts": env.int("Q_MAX_ATTEMPTS", default=3),
+    "catch_up": False,
+    "save_limit": env.int("Q_SAVE_LIMIT", default=500),
+    "recycle": 500,
+    "poll": env.float("Q_POLL", default=0.2),
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# --- Logging: never log credentials; requests' and urllib3's debug logs are off.
+LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "urllib3": {"level": "WARNING"},
+        "django.db.backends": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from accounts.models import ApiCredential, Tenant
+
+
+class Job(models.Model):
+    """One bulk restore request of a tenant."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+
+    class WebhookState(models.TextChoices):
+        NONE = "none", "no webhook"
+        PENDING = "pending", "pending"
+        DELIVERED = "delivered", "delivered"
+        FAILING = "failing", "failing, will retry"
+        FAILED = "failed", "failed for good"
+
+    ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="jobs")
+    credential = models.ForeignKey(
+        ApiCredential, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    is_sync = models.BooleanField(default=False)
+    total_numbers = models.PositiveIntegerField()
+    success_count = models.PositiveIntegerField(default=0)
+    failure_count = models.PositiveIntegerField(default=0)
+    webhook_url = models.URLField(max_length=2048, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # Last time work on this job was handed to the queue or a worker touched
+    # it; the sweeper re-enqueues active jobs that have gone quiet.
+    heartbeat_at = models.DateTimeField(auto_now_add=True)
+
+    webhook_state = models.CharField(max_length=10, choices=WebhookState.choices, default=WebhookState.NONE)
+    webhook_id = models.CharField(max_length=64, blank=True, default="")
+    webhook_error = models.TextField(null=True, blank=True)
+    webhook_attempts = models.PositiveIntegerField(default=0)
+    webhook_next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
+            models.Index(fields=["-created_at"], name="job_created"),
+            models.Index(
+                fields=["heartbeat_at"],
+                name="job_active_heartbeat",
+                condition=Q(status__in=["pending", "processing"]),
+            ),
+            models.Index(
+                fields=["webhook_next_attempt_at"],
+                name="job_webhook_due",
+                condition=Q(webhook_state__in=["pending", "failing"]),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.uuid)
+
+    @property
+    def done_count(self) -> int:
+        return self.success_count + self.failure_count
+
+
+class NumberResult(models.Model):
+    """One number of a job and its outcome; ``position`` keeps submission order."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        SUCCESS = "success"
+        FAILED = "failed"
+
+    FINAL_STATUSES = (Status.SUCCESS, Status.FAILED)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="results")
+    position = models.PositiveIntegerField()
+    number = models.CharField(max_length=15)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    message = models.TextField(null=True, blank=True)
+    requires_identity_update = models.BooleanField(default=False)
+    needs_registration = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    # A worker's claim: who holds this number and until when.
+    lease_token = models.CharField(max_length=32, null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(
+        max_length=100, blank=True, default="", help_text="The process that last claimed this number."
+    )
+
+    class Meta:
+        ordering = ["job", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "position"], name="result_job_position"),
+            models.UniqueConstraint(fields=["job", "number"], name="result_job_number"),
+        ]
+        indexes = [
+            # The work queue: a job's pending numbers in submission order.
+            models.Index(
+                fields=["job", "position"],
+                name="result_pending_queue",
+                condition=Q(status="pending"),
+            ),
+            # The sweeper: leases that may have expired.
+            models.Index(
+                fields=["lease_expires_at"],
+                name="result_leased",
+                condition=Q(status="processing"),
+            ),
+            models.Index(fields=["number"], name="result_number"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL_STATUSES
+
+
+class UpstreamAttempt(models.Model):
+    """One HTTP call to Multitel for one number (audit trail)."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success"
+        FAILED = "failed", "failed (final)"
+        RETRYABLE = "retryable", "failed (retryable)"
+
+    result = models.ForeignKey(NumberResult, on_delete=models.CASCADE, related_name="upstream_attempts")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="upstream_attempts")
+    attempt_number = models.PositiveSmallIntegerField()
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    envelope_code = models.CharField(max_length=32, blank=True, default="")
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    error = models.TextField(blank=True, default="")
+    body_excerpt = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["job", "started_at"], name="attempt_job_started"),
+            models.Index(fields=["result", "attempt_number"], name="attempt_result"),
+            models.Index(fields=["-started_at"], name="attempt_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.result_id} #{self.attempt_number}"
+
+
+class WebhookDelivery(models.Model):
+    """One POST of a job's final result to the tenant's webhook (audit trail)."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    attempt_number = models.PositiveSmallIntegerField()
+    webhook_id = models.CharField(max_length=64)
+    url = models.URLField(max_length=2048)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    delivered = models.BooleanField(default=False)
+    error = models.TextField(blank=True, default="")
+    response_excerpt = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [
+            models.Index(fields=["job", "attempt_number"], name="delivery_job"),
+            models.Index(fields=["-started_at"], name="delivery_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.job_id} #{self.attempt_number}"

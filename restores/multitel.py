@@ -1,0 +1,407 @@
+"""The Multitel client: restore one number, upstream (CONTRACT section 3).
+
+One pooled ``requests.Session`` per process, mandatory timeouts, the loose
+v3 envelope parsed defensively, and retries with exponential backoff and
+jitter for exactly the retryable cases. Every attempt is returned as an
+``AttemptRecord`` for the caller to store; credentials never appear in one.
+
+This module does no database work, so it can run in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from http import HTTPStatus
+from typing import Any
+
+import requests
+from django.conf import settings
+from django.utils import timezone
+from requests.adapters import HTTPAdapter
+
+BODY_EXCERPT_BYTES = 2048
+RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+TRUTHY = (1, "1", True, "true", "True")
+
+
+# --- Typed errors: what went wrong with one attempt -----------------------------
+
+
+class UpstreamError(Exception):
+    """One attempt gave no usable envelope. ``retryable`` says whether to try again."""
+
+    retryable = False
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status_code: int,
+        http_status: int | None = None,
+        body_excerpt: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+        self.http_status = http_status
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+
+
+class UpstreamTimeout(UpstreamError):
+    retryable = True
+
+
+class UpstreamConnectionError(UpstreamError):
+    retryable = True
+
+
+class UpstreamRetryableStatus(UpstreamError):
+    """HTTP 429, 502, 503 or 504."""
+
+    retryable = True
+
+
+class UpstreamBadResponse(UpstreamError):
+    """An answer that is not a JSON envelope (HTML, empty, truncated, wrong shape)."""
+
+
+class UpstreamDeadlineExceeded(UpstreamError):
+    """The caller's deadline ran out before an answer came."""
+
+
+# --- What the caller gets -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    attempt_number: int
+    started_at: datetime
+    duration_ms: int
+    http_status: int | None
+    envelope_code: str
+    outcome: str  # "success", "failed" or "retryable"
+    error: str
+    body_excerpt: str
+
+
+@dataclass
+class RestoreOutcome:
+    success: bool
+    status_code: int
+    message: str
+    requires_identity_update: bool = False
+    needs_registration: bool = False
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    http_status: int
+    code: int
+    msg: str
+    raw_code: str
+    requires_identity_update: bool
+    needs_registration: bool
+    body_excerpt: str
+
+    @property
+    def success(self) -> bool:
+        return 200 <= self.code < 300
+
+
+# --- Parsing --------------------------------------------------------------------
+
+
+def _excerpt(content: bytes) -> str:
+    return content[:BODY_EXCERPT_BYTES].decode("utf-8", errors="replace")
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _flag(*sources: Any, key: str) -> bool:
+    for source in sources:
+        if isinstance(source, dict) and key in source:
+            return source[key] in TRUTHY
+    return False
+
+
+def _describe_body(content: bytes, content_type: str) -> str:
+    text = content.strip()
+    if not text:
+        return "empty response from upstream"
+    lowered = text[:512].lower()
+    if lowered.startswith((b"<!doctype html", b"<html")) or b"<html" in lowered or "html" in content_type:
+        return "HTML instead of JSON from upstream"
+    return "invalid JSON from upstream"
+
+
+def http_reason(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"
+
+
+def parse_response(response: requests.Response) -> Envelope:
+    """Turn one HTTP answer into an ``Envelope`` or raise an ``UpstreamError``."""
+    http_status = response.status_code
+    content = response.content or b""
+    excerpt = _excerpt(content)
+    if http_status in RETRYABLE_HTTP_STATUSES:
+        raise UpstreamRetryableStatus(
+            http_reason(http_status),
+            status_code=http_status,
+            http_status=http_status,
+            body_excerpt=excerpt,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+    try:
+        data = json.loads(content.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        data = None
+    status_obj = data.get("status") if isinstance(data, dict) else None
+    code = None
+    raw_code = ""
+    msg = ""
+    if isinstance(status_obj, dict):
+        raw_code = "" if status_obj.get("code") is None else str(status_obj.get("code"))
+        code = _as_int(status_obj.get("code"))
+        raw_msg = status_obj.get("msg", status_obj.get("message", ""))
+        msg = raw_msg.strip() if isinstance(raw_msg, str) else ""
+    if code is None:
+        # No usable envelope: say what came back.
+        if not 200 <= http_status < 300:
+            reason = http_reason(http_status)
+        elif isinstance(data, (dict, list)):
+            reason = "unexpected JSON from upstream (no status code in the envelope)"
+        else:
+            reason = _describe_body(content, response.headers.get("Content-Type", ""))
+        raise UpstreamBadResponse(
+            reason,
+            status_code=http_status if not 200 <= http_status < 300 else 502,
+            http_status=http_status,
+            body_excerpt=excerpt,
+        )
+    assert isinstance(data, dict)
+    inner = data.get("response")
+    return Envelope(
+        http_status=http_status,
+        code=code,
+        msg=msg,
+        raw_code=raw_code,
+        requires_identity_update=_flag(inner, data, key="requires_identity_update"),
+        needs_registration=_flag(inner, data, key="needs_registration"),
+        body_excerpt=excerpt,
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - timezone.now()).total_seconds())
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+# --- The client -----------------------------------------------------------------
+
+
+class MultitelClient:
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+        max_attempts: int | None = None,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        retry_after_max: float | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = (base_url or settings.MULTITEL_BASE_URL).rstrip("/")
+        self.timeout = settings.MULTITEL_TIMEOUT if timeout is None else timeout
+        self.connect_timeout = (
+            settings.MULTITEL_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
+        )
+        self.max_attempts = max(1, max_attempts or settings.MULTITEL_MAX_ATTEMPTS)
+        self.backoff_base = settings.MULTITEL_BACKOFF_BASE if backoff_base is None else backoff_base
+        self.backoff_max = settings.MULTITEL_BACKOFF_MAX if backoff_max is None else backoff_max
+        self.retry_after_max = (
+            settings.MULTITEL_RETRY_AFTER_MAX if retry_after_max is None else retry_after_max
+        )
+        self.session = session or shared_session()
+        self.sleep = sleep
+
+    def restore(
+        self, number: str, *, username: str, password: str, deadline: float | None = None
+    ) -> RestoreOutcome:
+        """Restore one number, retrying what is retryable; never raises for upstream faults.
+
+        ``deadline`` is a ``time.monotonic()`` value after which no attempt is
+        started or waited for; the number then fails with 504.
+        """
+        attempts: list[AttemptRecord] = []
+        last_error: UpstreamError | None = None
+        for attempt_number in range(1, self.max_attempts + 1):
+            started_at = timezone.now()
+            t0 = time.monotonic()
+            try:
+                envelope = self._attempt(number, username=username, password=password, deadline=deadline)
+            except UpstreamError as exc:
+                last_error = exc
+                will_retry = exc.retryable and attempt_number < self.max_attempts
+                attempts.append(
+                    AttemptRecord(
+                        attempt_number=attempt_number,
+                        started_at=started_at,
+                        duration_ms=int((time.monotonic() - t0) * 1000),
+                        http_status=exc.http_status,
+                        envelope_code="",
+                        outcome="retryable" if exc.retryable else "failed",
+                        error=exc.reason,
+                        body_excerpt=exc.body_excerpt,
+                    )
+                )
+                if not will_retry:
+                    break
+                delay = self._delay(attempt_number, exc.retry_after)
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    break
+                self.sleep(delay)
+                continue
+            attempts.append(
+                AttemptRecord(
+                    attempt_number=attempt_number,
+                    started_at=started_at,
+                    duration_ms=int((time.monotonic() - t0) * 1000),
+                    http_status=envelope.http_status,
+                    envelope_code=envelope.raw_code,
+                    outcome="success" if envelope.success else "failed",
+                    error="" if envelope.success else (envelope.msg or f"code {envelope.code}"),
+                    body_excerpt=envelope.body_excerpt,
+                )
+            )
+            if envelope.success:
+                message = envelope.msg or "Number restored"
+            else:
+                message = envelope.msg or f"Error: '{http_reason(envelope.code)}'"
+            return RestoreOutcome(
+                success=envelope.success,
+                status_code=envelope.code,
+                message=message,
+                requires_identity_update=envelope.requires_identity_update,
+                needs_registration=envelope.needs_registration,
+                attempts=attempts,
+            )
+        assert last_error is not None
+        return RestoreOutcome(
+            success=False,
+            status_code=last_error.status_code,
+            message=f"Error: '{last_error.reason}'",
+            attempts=attempts,
+        )
+
+    def _delay(self, attempt_number: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt_number - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not crypto)
+
+    def _attempt(self, number: str, *, username: str, password: str, deadline: float | None) -> Envelope:
+        read_timeout = self.timeout
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0.05:
+                raise UpstreamDeadlineExceeded(
+                    "no answer from upstream before the synchronous deadline", status_code=504
+                )
+            read_timeout = min(read_timeout, remaining)
+        try:
+            response = self.session.get(
+                f"{self.base_url}/v3/restore/{number}",
+                auth=(username, password),
+                headers={"Accept": "application/json"},
+                timeout=(min(self.connect_timeout, read_timeout), read_timeout),
+                allow_redirects=False,
+            )
+        except requests.Timeout as exc:
+            if read_timeout < self.timeout:
+                raise UpstreamDeadlineExceeded(
+                    "no answer from upstream before the synchronous deadline", status_code=504
+                ) from exc
+            raise UpstreamTimeout(
+                f"upstream timed out after {_seconds(self.timeout)} seconds", status_code=504
+            ) from exc
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            if _is_truncated(exc):
+                raise UpstreamBadResponse("truncated response from upstream", status_code=502) from exc
+            raise UpstreamConnectionError("could not connect to upstream", status_code=502) from exc
+        except requests.RequestException as exc:
+            raise UpstreamConnectionError(
+                f"request to upstream failed ({type(exc).__name__})", status_code=502
+            ) from exc
+        return parse_response(response)
+
+
+def _is_truncated(exc: BaseException) -> bool:
+    """A body cut short after headers came (a reset mid-body or a short Content-Length)."""
+    text = repr(exc)
+    return isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text
+
+
+_session_lock = threading.Lock()
+_session: requests.Session | None = None
+_session_pid: int | None = None
+
+
+def shared_session() -> requests.Session:
+    """One connection pool per process (workers fork, so the pid is checked)."""
+    global _session, _session_pid
+    with _session_lock:
+        if _session is None or _session_pid != os.getpid():
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers["User-Agent"] = user_agent()
+            _session, _session_pid = session, os.getpid()
+        return _session
+
+
+def user_agent() -> str:
+    from portal import __version__
+
+    return f"bulk-restore-portal/{__version__}"

@@ -1,0 +1,119 @@
+"""Reads for jobs and their results, and the payloads of CONTRACT sections 1 and 2."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from accounts.models import Tenant
+from restores.models import Job, NumberResult
+
+TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+RESULT_FIELDS = (
+    "number",
+    "status",
+    "message",
+    "status_code",
+    "attempts",
+    "started_at",
+    "completed_at",
+    "requires_identity_update",
+    "needs_registration",
+)
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """UTC, ``YYYY-MM-DD HH:MM:SS`` (USE_TZ keeps every stored datetime in UTC)."""
+    return value.strftime(TIMESTAMP_FORMAT) if value else None
+
+
+def job_get_for_tenant(*, tenant: Tenant, job_uuid: UUID) -> Job | None:
+    """The tenant's job, or None: another tenant's job is indistinguishable from none."""
+    return Job.objects.filter(tenant=tenant, uuid=job_uuid).first()
+
+
+def job_result_rows(*, job: Job, number: str | None = None) -> Iterable[dict[str, Any]]:
+    """The job's results in submission order as plain dicts (one query, streamed)."""
+    qs = NumberResult.objects.filter(job=job)
+    if number is not None:
+        qs = qs.filter(number=number)
+    return qs.order_by("position").values(*RESULT_FIELDS).iterator(chunk_size=2000)
+
+
+def result_entry(row: dict[str, Any], *, detailed: bool) -> dict[str, Any]:
+    """One entry of ``results``: the final shape of 1a, or with attempts and times (2)."""
+    entry: dict[str, Any] = {
+        "number": row["number"],
+        "status": row["status"],
+        "message": row["message"],
+        "status_code": row["status_code"],
+    }
+    if detailed:
+        entry["attempts"] = row["attempts"]
+        entry["started_at"] = timestamp(row["started_at"])
+        entry["completed_at"] = timestamp(row["completed_at"])
+    entry["requires_identity_update"] = 1 if row["requires_identity_update"] else 0
+    if row["needs_registration"]:
+        entry["needs_registration"] = 1
+    return entry
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "job_uuid": str(job.uuid),
+        "status": job.status,
+        "total_numbers": job.total_numbers,
+        "success_count": job.success_count,
+        "failure_count": job.failure_count,
+        "webhook_url": job.webhook_url,
+        "created_at": timestamp(job.created_at),
+        "started_at": timestamp(job.started_at),
+        "completed_at": timestamp(job.completed_at),
+    }
+
+
+def job_final_payload(*, job: Job, with_webhook_error: bool) -> dict[str, Any]:
+    """The body of CONTRACT 1a: the synchronous answer, and (without the error) the webhook."""
+    payload = job_summary(job)
+    payload["results"] = [result_entry(row, detailed=False) for row in job_result_rows(job=job)]
+    if with_webhook_error and job.webhook_error:
+        payload["webhook_error"] = job.webhook_error
+    return payload
+
+
+def job_status_payload(*, job: Job, number: str | None = None) -> dict[str, Any] | None:
+    """The body of CONTRACT 2, or None when ``number`` is not part of the job."""
+    payload = job_summary(job)
+    payload["results"] = [result_entry(row, detailed=True) for row in job_result_rows(job=job, number=number)]
+    if number is not None and not payload["results"]:
+        return None
+    if job.webhook_error:
+        payload["webhook_error"] = job.webhook_error
+    if number is not None:
+        payload["filtered_number"] = number
+    return payload
+
+
+def job_queued_payload(*, job: Job) -> dict[str, Any]:
+    """The body of CONTRACT 1b."""
+    if job.webhook_url:
+        message = f"Restore job queued. Results will be POSTed to {job.webhook_url}"
+    else:
+        message = f"Restore job queued. Poll /v3/bulk_restore_status?job_uuid={job.uuid} for results"
+    return {
+        "job_uuid": str(job.uuid),
+        "status": job.status,
+        "total_numbers": job.total_numbers,
+        "webhook_url": job.webhook_url,
+        "message": message,
+    }
+
+
+def job_remaining_count(*, job_id: int) -> int:
+    """Numbers of the job without a final result."""
+    return NumberResult.objects.filter(
+        job_id=job_id, status__in=[NumberResult.Status.PENDING, NumberResult.Status.PROCESSING]
+    ).count()

@@ -1,0 +1,510 @@
+"""Writes and workflows of bulk restore jobs.
+
+The database is the record of work still to do; the task queue only carries
+wake-up calls. A number is ``pending`` until a worker claims it under a lease
+(``lease_token``, ``lease_expires_at``), ``processing`` while it is leased,
+and ``success`` or ``failed`` once recorded. Results are written only by the
+holder of a live lease, so a worker that lost its lease (it was too slow, or
+presumed dead and swept) cannot overwrite or double-count anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from accounts.models import ApiCredential, Tenant
+from restores import webhooks
+from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
+from restores.multitel import MultitelClient, RestoreOutcome
+from restores.selectors import job_final_payload, job_remaining_count
+
+logger = logging.getLogger(__name__)
+
+RESULT_UPDATE_FIELDS = [
+    "status",
+    "status_code",
+    "message",
+    "requires_identity_update",
+    "needs_registration",
+    "attempts",
+    "completed_at",
+    "lease_token",
+    "lease_expires_at",
+]
+
+
+def worker_name() -> str:
+    """Who is working: ``WORKER_NAME`` if set, else host and process id."""
+    return settings.WORKER_NAME or f"{socket.gethostname()}:{os.getpid()}"
+
+
+# --- Queue --------------------------------------------------------------------------
+
+
+def _enqueue(func: str, *args: object) -> None:
+    """Hand a task to the broker; a failure is logged, and the sweeper makes up for it."""
+    from django_q.tasks import async_task
+
+    try:
+        async_task(func, *args)
+    except Exception:  # broker down: the job stays in the database
+        logger.warning("could not enqueue %s%r; the sweeper will pick it up", func, args, exc_info=True)
+
+
+def _enqueue_on_commit(func: str, *args: object, times: int = 1) -> None:
+    def send() -> None:
+        for _ in range(times):
+            _enqueue(func, *args)
+
+    transaction.on_commit(send)
+
+
+# --- Submission -----------------------------------------------------------------
+
+
+@transaction.atomic
+def job_create(
+    *,
+    tenant: Tenant,
+    credential: ApiCredential | None,
+    numbers: Sequence[str],
+    webhook_url: str | None,
+) -> Job:
+    """Store a job and its numbers in one transaction.
+
+    A job of at most ``SYNC_MAX_NUMBERS`` is created already claimed by the
+    request that will restore it; a larger one is queued once committed.
+    """
+    now = timezone.now()
+    is_sync = len(numbers) <= settings.SYNC_MAX_NUMBERS
+    job = Job.objects.create(
+        tenant=tenant,
+        credential=credential,
+        is_sync=is_sync,
+        total_numbers=len(numbers),
+        webhook_url=webhook_url,
+        status=Job.Status.PROCESSING if is_sync else Job.Status.PENDING,
+        started_at=now if is_sync else None,
+    )
+    if is_sync:
+        token = uuid.uuid4().hex
+        lease_until = now + timedelta(seconds=settings.SYNC_DEADLINE + 30)
+        rows = [
+            NumberResult(
+                job=job,
+                position=i,
+                number=n,
+                status=NumberResult.Status.PROCESSING,
+                started_at=now,
+                lease_token=token,
+                lease_expires_at=lease_until,
+                claimed_by=worker_name(),
+            )
+            for i, n in enumerate(numbers)
+        ]
+    else:
+        rows = [NumberResult(job=job, position=i, number=n) for i, n in enumerate(numbers)]
+    NumberResult.objects.bulk_create(rows, batch_size=2000)
+    if not is_sync:
+        batches = math.ceil(len(numbers) / _batch_size(tenant))
+        _enqueue_on_commit(
+            "restores.tasks.process_job", job.pk, times=max(1, min(settings.RESTORE_JOB_FANOUT, batches))
+        )
+    return job
+
+
+def job_submit(
+    *,
+    tenant: Tenant,
+    credential: ApiCredential | None,
+    numbers: Sequence[str],
+    webhook_url: str | None,
+) -> Job:
+    """Accept a submission: restore it now (small jobs) or queue it (large ones)."""
+    started = time.monotonic()
+    job = job_create(tenant=tenant, credential=credential, numbers=numbers, webhook_url=webhook_url)
+    if job.is_sync:
+        job_run_sync(job=job, started=started)
+        job.refresh_from_db()
+    return job
+
+
+def job_run_sync(*, job: Job, started: float) -> None:
+    """Restore a small job inside the request, concurrently, within ``SYNC_DEADLINE``."""
+    deadline = started + settings.SYNC_DEADLINE
+    webhook_budget = min(settings.WEBHOOK_SYNC_TIMEOUT, settings.SYNC_DEADLINE / 4) if job.webhook_url else 0
+    upstream_deadline = deadline - webhook_budget - 0.25
+    claimed = list(NumberResult.objects.filter(job=job).order_by("position"))
+    token = claimed[0].lease_token if claimed else ""
+    outcomes = numbers_restore(tenant=job.tenant, results=claimed, deadline=upstream_deadline)
+    number_results_record(job_id=job.pk, token=token or "", results=claimed, outcomes=outcomes)
+    if job_complete_if_done(job_id=job.pk, enqueue_webhook=False) and job.webhook_url:
+        remaining = deadline - time.monotonic()
+        job_webhook_deliver(job_id=job.pk, timeout=max(0.5, min(settings.WEBHOOK_SYNC_TIMEOUT, remaining)))
+
+
+# --- Restoring numbers ------------------------------------------------------------
+
+
+def _batch_size(tenant: Tenant) -> int:
+    return max(1, min(settings.RESTORE_BATCH_SIZE, tenant.max_concurrency))
+
+
+def _deadline_outcome() -> RestoreOutcome:
+    return RestoreOutcome(
+        success=False,
+        status_code=504,
+        message=(
+            f"Error: 'no answer from upstream within the {settings.SYNC_DEADLINE:g} second "
+            "deadline of a synchronous request'"
+        ),
+    )
+
+
+def numbers_restore(
+    *, tenant: Tenant, results: Sequence[NumberResult], deadline: float | None = None
+) -> dict[int, RestoreOutcome]:
+    """Call Multitel for each number concurrently (threads do HTTP only, no queries)."""
+    if not results:
+        return {}
+    client = MultitelClient()
+    username, password = tenant.multitel_username, tenant.multitel_password
+    workers = max(1, min(len(results), tenant.max_concurrency))
+    outcomes: dict[int, RestoreOutcome] = {}
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
+    try:
+        futures = {
+            pool.submit(
+                client.restore, r.number, username=username, password=password, deadline=deadline
+            ): r.pk
+            for r in results
+        }
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0
+        done, not_done = wait(futures, timeout=timeout)
+        for future in done:
+            outcomes[futures[future]] = future.result()
+        for future in not_done:
+            outcomes[futures[future]] = _deadline_outcome()
+    finally:
+        pool.shutdown(wait=deadline is None, cancel_futures=True)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    results: list[NumberResult]
+
+
+def number_batch_claim(*, job_id: int, limit: int) -> Claim:
+    """Lease up to ``limit`` pending numbers of a job, in submission order.
+
+    On PostgreSQL the candidate rows are locked with SKIP LOCKED so that
+    workers never queue behind each other; everywhere, the conditional UPDATE
+    (``status = pending``) decides, and its row count says what was won.
+    """
+    token = uuid.uuid4().hex
+    now = timezone.now()
+    with transaction.atomic():
+        candidates = NumberResult.objects.filter(
+            job_id=job_id, status=NumberResult.Status.PENDING, job__status__in=Job.ACTIVE_STATUSES
+        ).order_by("position")
+        if connection.vendor == "postgresql":
+            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        if not ids:
+            return Claim(token=token, results=[])
+        won = NumberResult.objects.filter(pk__in=ids, status=NumberResult.Status.PENDING).update(
+            status=NumberResult.Status.PROCESSING,
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS),
+            started_at=Coalesce(F("started_at"), now),
+            claimed_by=worker_name(),
+        )
+    if not won:
+        return Claim(token=token, results=[])
+    results = list(NumberResult.objects.filter(pk__in=ids, lease_token=token).order_by("position"))
+    return Claim(token=token, results=results)
+
+
+def number_results_record(
+    *,
+    job_id: int,
+    token: str,
+    results: Sequence[NumberResult],
+    outcomes: dict[int, RestoreOutcome],
+) -> int:
+    """Write outcomes of numbers still leased with ``token``, their attempts and live counts.
+
+    Returns how many results were written. Attempts are stored whatever
+    happened to the lease: they were real calls.
+    """
+    now = timezone.now()
+    by_pk = {r.pk: r for r in results}
+    attempts: list[UpstreamAttempt] = []
+    for pk, outcome in outcomes.items():
+        attempts.extend(
+            UpstreamAttempt(
+                result_id=pk,
+                job_id=job_id,
+                attempt_number=by_pk[pk].attempts + a.attempt_number,
+                started_at=a.started_at,
+                duration_ms=a.duration_ms,
+                http_status=a.http_status,
+                envelope_code=a.envelope_code[:32],
+                outcome=a.outcome,
+                error=a.error,
+                body_excerpt=a.body_excerpt,
+            )
+            for a in outcome.attempts
+        )
+    with transaction.atomic():
+        owned_qs = NumberResult.objects.filter(
+            pk__in=list(outcomes), lease_token=token, status=NumberResult.Status.PROCESSING
+        )
+        if connection.vendor == "postgresql":
+            owned_qs = owned_qs.select_for_update()
+        owned = list(owned_qs.only("pk", "attempts"))
+        successes = failures = 0
+        for row in owned:
+            outcome = outcomes[row.pk]
+            row.status = NumberResult.Status.SUCCESS if outcome.success else NumberResult.Status.FAILED
+            row.status_code = outcome.status_code
+            row.message = outcome.message
+            row.requires_identity_update = outcome.requires_identity_update
+            row.needs_registration = outcome.needs_registration
+            row.attempts = row.attempts + len(outcome.attempts)
+            row.completed_at = now
+            row.lease_token = None
+            row.lease_expires_at = None
+            if outcome.success:
+                successes += 1
+            else:
+                failures += 1
+        if owned:
+            NumberResult.objects.bulk_update(owned, RESULT_UPDATE_FIELDS)
+        if attempts:
+            UpstreamAttempt.objects.bulk_create(attempts)
+        Job.objects.filter(pk=job_id).update(
+            success_count=F("success_count") + successes,
+            failure_count=F("failure_count") + failures,
+            heartbeat_at=now,
+        )
+    return len(owned)
+
+
+def job_process(*, job_id: int) -> None:
+    """Work on a queued job: claim batches, restore them, record, until none is left.
+
+    After ``RESTORE_TASK_SLICE_SECONDS`` the task hands over to a fresh one so
+    that no task runs into the queue's timeout; the last worker to finish
+    completes the job.
+    """
+    job = Job.objects.select_related("tenant").filter(pk=job_id).first()
+    if job is None or job.status not in Job.ACTIVE_STATUSES:
+        return
+    now = timezone.now()
+    Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
+        status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now
+    )
+    slice_ends = time.monotonic() + settings.RESTORE_TASK_SLICE_SECONDS
+    limit = _batch_size(job.tenant)
+    while True:
+        claim = number_batch_claim(job_id=job_id, limit=limit)
+        if not claim.results:
+            break
+        outcomes = numbers_restore(tenant=job.tenant, results=claim.results)
+        number_results_record(job_id=job_id, token=claim.token, results=claim.results, outcomes=outcomes)
+        close_old_connections()
+        if time.monotonic() >= slice_ends:
+            _enqueue_on_commit("restores.tasks.process_job", job_id)
+            return
+    job_complete_if_done(job_id=job_id)
+
+
+def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
+    """Mark the job completed when every number is final; True for the one caller that did.
+
+    The conditional UPDATE makes exactly one of several racing workers the
+    completer, and only that one hands the webhook on.
+    """
+    if job_remaining_count(job_id=job_id):
+        return False
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.filter(pk=job_id).only("webhook_url").first()
+        if job is None:
+            return False
+        has_webhook = bool(job.webhook_url)
+        won = Job.objects.filter(pk=job_id, status__in=Job.ACTIVE_STATUSES).update(
+            status=Job.Status.COMPLETED,
+            completed_at=now,
+            heartbeat_at=now,
+            webhook_state=Job.WebhookState.PENDING if has_webhook else Job.WebhookState.NONE,
+            webhook_id=f"msg_{uuid.uuid4().hex}" if has_webhook else "",
+            webhook_next_attempt_at=now if has_webhook else None,
+        )
+        if won and has_webhook and enqueue_webhook:
+            _enqueue_on_commit("restores.tasks.deliver_webhook", job_id)
+    if won:
+        logger.info("job %s completed", job_id)
+    return bool(won)
+
+
+# --- Webhooks -----------------------------------------------------------------------
+
+
+def webhook_retry_delays(schedule: str | None = None) -> list[timedelta]:
+    """Parse ``WEBHOOK_RETRY_SCHEDULE`` (``30s,2m,10m,1h,6h``) into delays."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    delays = []
+    for part in (schedule if schedule is not None else settings.WEBHOOK_RETRY_SCHEDULE).split(","):
+        part = part.strip().lower()
+        if not part:
+            continue
+        if part[-1] in units:
+            delays.append(timedelta(seconds=float(part[:-1]) * units[part[-1]]))
+        else:
+            delays.append(timedelta(seconds=float(part)))
+    return delays
+
+
+def job_webhook_deliver(*, job_id: int, timeout: float | None = None) -> WebhookDelivery | None:
+    """Make one delivery attempt of a completed job's webhook, if one is due.
+
+    The attempt is claimed by moving ``webhook_next_attempt_at`` forward with a
+    conditional UPDATE, so two workers never send the same attempt.
+    """
+    timeout = settings.WEBHOOK_TIMEOUT if timeout is None else timeout
+    now = timezone.now()
+    claimed = Job.objects.filter(
+        pk=job_id,
+        webhook_state__in=[Job.WebhookState.PENDING, Job.WebhookState.FAILING],
+        webhook_next_attempt_at__lte=now,
+    ).update(webhook_next_attempt_at=now + timedelta(seconds=timeout + 60))
+    if not claimed:
+        return None
+    job = Job.objects.select_related("tenant").get(pk=job_id)
+    assert job.webhook_url
+    body = json.dumps(job_final_payload(job=job, with_webhook_error=False)).encode()
+    result = webhooks.deliver(
+        url=job.webhook_url,
+        body=body,
+        webhook_id=job.webhook_id,
+        secret=job.tenant.webhook_secret,
+        timeout=timeout,
+    )
+    return webhook_delivery_record(job=job, result=result)
+
+
+@transaction.atomic
+def webhook_delivery_record(*, job: Job, result: webhooks.DeliveryResult) -> WebhookDelivery:
+    attempt_number = job.webhook_attempts + 1
+    delivery = WebhookDelivery.objects.create(
+        job=job,
+        attempt_number=attempt_number,
+        webhook_id=job.webhook_id,
+        url=job.webhook_url or "",
+        started_at=result.started_at,
+        duration_ms=result.duration_ms,
+        http_status=result.http_status,
+        delivered=result.delivered,
+        error=result.error,
+        response_excerpt=result.response_excerpt,
+    )
+    updates: dict[str, object] = {"webhook_attempts": attempt_number}
+    if result.delivered:
+        updates.update(
+            webhook_state=Job.WebhookState.DELIVERED, webhook_error=None, webhook_next_attempt_at=None
+        )
+    else:
+        delays = webhook_retry_delays()
+        if attempt_number <= len(delays):
+            updates.update(
+                webhook_state=Job.WebhookState.FAILING,
+                webhook_error=result.error,
+                webhook_next_attempt_at=timezone.now() + delays[attempt_number - 1],
+            )
+        else:
+            updates.update(
+                webhook_state=Job.WebhookState.FAILED,
+                webhook_error=result.error,
+                webhook_next_attempt_at=None,
+            )
+    Job.objects.filter(pk=job.pk).update(**updates)
+    for key, value in updates.items():
+        setattr(job, key, value)
+    level = logging.INFO if result.delivered else logging.WARNING
+    logger.log(
+        level, "webhook of job %s attempt %s: %s", job.uuid, attempt_number, result.error or "delivered"
+    )
+    return delivery
+
+
+# --- Recovery -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    leases_reclaimed: int
+    jobs_requeued: int
+    jobs_completed: int
+    webhooks_due: int
+
+
+def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None) -> SweepReport:
+    """Make sure no accepted work is forgotten, whatever died.
+
+    - leases that expired (a worker or web process died mid-batch) go back to pending;
+    - active jobs with pending numbers that nobody touched for ``stale_after``
+      seconds (their queue message was lost) are enqueued again;
+    - active jobs whose numbers are all final (the completer died) are completed;
+    - webhooks whose next attempt is due are enqueued.
+    Duplicate wake-ups are harmless: claims and completion are conditional.
+    """
+    now = now or timezone.now()
+    stale_after = settings.RESTORE_STALE_SECONDS if stale_after is None else stale_after
+    reclaimed = NumberResult.objects.filter(
+        status=NumberResult.Status.PROCESSING, lease_expires_at__lt=now
+    ).update(status=NumberResult.Status.PENDING, lease_token=None, lease_expires_at=None)
+    requeued = completed = 0
+    stale_jobs = Job.objects.filter(
+        status__in=Job.ACTIVE_STATUSES, heartbeat_at__lte=now - timedelta(seconds=stale_after)
+    ).values_list("pk", flat=True)
+    for job_id in list(stale_jobs):
+        if NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING).exists():
+            Job.objects.filter(pk=job_id).update(heartbeat_at=now)
+            _enqueue("restores.tasks.process_job", job_id)
+            requeued += 1
+        elif job_complete_if_done(job_id=job_id):
+            completed += 1
+    due = list(
+        Job.objects.filter(
+            webhook_state__in=[Job.WebhookState.PENDING, Job.WebhookState.FAILING],
+            webhook_next_attempt_at__lte=now,
+        ).values_list("pk", flat=True)[:1000]
+    )
+    for job_id in due:
+        _enqueue("restores.tasks.deliver_webhook", job_id)
+    report = SweepReport(
+        leases_reclaimed=reclaimed, jobs_requeued=requeued, jobs_completed=completed, webhooks_due=len(due)
+    )
+    if reclaimed or requeued or completed or due:
+        logger.info("sweep: %s", report)
+    return report
