@@ -1,0 +1,65 @@
+# The usual targets. `make run` and `make test` do all set-up on a fresh machine
+# (Python 3.11 and make are all they need).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+BASE_STAMP := $(VENV)/.base-installed
+DEV_STAMP := $(VENV)/.dev-installed
+
+.PHONY: help install install-dev run demo test test-fast lint format typecheck migrations-check check bench clean
+
+help:
+	@echo "make run        set up, then start web + worker + simulated Multitel (Ctrl-C stops all)"
+	@echo "make test       set up, then run the whole test suite"
+	@echo "make check      lint, format check, type check, migrations check"
+	@echo "make format     format the code"
+	@echo "make bench      benchmarks (bench/)"
+	@echo "make clean      remove the virtual environment and local database"
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(BASE_STAMP): requirements/base.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements/base.txt
+	touch $@
+
+$(DEV_STAMP): requirements/base.txt requirements/dev.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements/dev.txt
+	touch $(BASE_STAMP) $@
+
+install: $(BASE_STAMP)
+install-dev: $(DEV_STAMP)
+
+run: $(BASE_STAMP)
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py setup_demo
+	$(BIN)/honcho --env local.env start
+
+test: $(DEV_STAMP)
+	$(BIN)/pytest
+
+test-fast: $(DEV_STAMP)
+	$(BIN)/pytest -m "not e2e"
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(DEV_STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy .
+
+migrations-check: $(DEV_STAMP)
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+check: lint typecheck migrations-check
+
+bench: $(DEV_STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal .pytest_cache .mypy_cache .ruff_cache
