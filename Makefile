@@ -6,14 +6,15 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help install install-dev run demo test test-fast lint format typecheck migrations-check check bench clean
+.PHONY: help install install-dev run test test-fast lint format typecheck migrations-check check clean
 
 help:
 	@echo "make run        set up, then start web + worker + simulated Multitel (Ctrl-C stops all)"
 	@echo "make test       set up, then run the whole test suite"
+	@echo "make test-fast  the suite without the end-to-end tests"
 	@echo "make check      lint, format check, type check, migrations check"
+	@echo "make lint / typecheck / migrations-check   one of those checks"
 	@echo "make format     format the code"
-	@echo "make bench      benchmarks (bench/)"
 	@echo "make clean      remove the virtual environment and local database"
 
 $(VENV)/bin/python:
@@ -34,7 +35,7 @@ install-dev: $(DEV_STAMP)
 run: $(BASE_STAMP)
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py setup_demo
-	$(BIN)/honcho --env local.env start
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho --env local.env start
 
 test: $(DEV_STAMP)
 	$(BIN)/pytest
@@ -58,8 +59,6 @@ migrations-check: $(DEV_STAMP)
 
 check: lint typecheck migrations-check
 
-bench: $(DEV_STAMP)
-	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal .pytest_cache .mypy_cache .ruff_cache

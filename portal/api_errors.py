@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
@@ -75,6 +76,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.NotFound("No such resource.")
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        # Raised while DRF reads the body: a client error, not a 500.
+        exc = ApiError("The request body is too large.", code="request_too_large", status_code=413)
+    elif isinstance(exc, SuspiciousOperation):  # e.g. TooManyFieldsSent from a form body
+        logger.warning("Suspicious request: %s", type(exc).__name__)
+        exc = ApiError("The request could not be understood.", code="bad_request")
 
     if isinstance(exc, ApiError):
         body = error_body(exc.error_code, exc.message, **exc.extra)
@@ -110,7 +117,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 
 def _wants_json(request: HttpRequest) -> bool:
-    return request.path.startswith(("/v3/", "/api/"))
+    return request.path in ("/v3", "/api") or request.path.startswith(("/v3/", "/api/"))
 
 
 def json_404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -1,12 +1,15 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
+from portal.api_errors import json_404
 from restores.api import BulkRestoreStatusView, BulkRestoreView
 
 urlpatterns = [
     path("v3/bulk_restore", BulkRestoreView.as_view(), name="bulk-restore"),
     path("v3/bulk_restore_status", BulkRestoreStatusView.as_view(), name="bulk-restore-status"),
     path("admin/", admin.site.urls),
+    # Unknown API paths answer in the API's error shape, whatever DEBUG says.
+    re_path(r"^v3/", json_404),
 ]
 
 handler400 = "portal.api_errors.json_400"

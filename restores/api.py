@@ -18,7 +18,9 @@ from portal.api_errors import ApiError
 from restores import selectors, services
 from restores.validation import SubmissionError, numbers_parse, webhook_url_validate
 
-DIGITS_RE = re.compile(r"[0-9]{1,15}")
+# Any digit string is a well-formed ``number`` filter (one of more than 15 digits is simply
+# not part of the job: 404); anything else is a 400 (CONTRACT section 2).
+DIGITS_RE = re.compile(r"[0-9]+")
 
 
 def _submission_fields(data: Any) -> dict[str, Any]:
@@ -81,7 +83,7 @@ class BulkRestoreStatusView(APIView):
                 raise ApiError("job_uuid is not a valid UUID.", code="invalid_job_uuid") from None
             number = attrs.get("number")
             if number is not None and not DIGITS_RE.fullmatch(number):
-                raise ApiError("number must be digits only (at most 15).", code="invalid_number")
+                raise ApiError("number must be digits only.", code="invalid_number")
             return {"job_uuid": job_uuid, "number": number}
 
     def get(self, request: Request) -> Response:

@@ -267,5 +267,7 @@ def database_credentials(refresh_seconds: float = 2.0) -> Callable[[], dict[str,
 
 def start_in_thread(state: FakeMultitelState, host: str = "127.0.0.1", port: int = 0) -> FakeMultitelServer:
     server = FakeMultitelServer((host, port), state)
-    threading.Thread(target=server.serve_forever, name="fake-multitel", daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-multitel", daemon=True
+    ).start()
     return server

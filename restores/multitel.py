@@ -10,14 +10,16 @@ This module does no database work, so it can run in worker threads.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
@@ -28,7 +30,10 @@ from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
 BODY_EXCERPT_BYTES = 2048
+REDACTED = "[redacted]"
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
+# Below this many seconds left before the caller's deadline, no attempt is started.
+DEADLINE_MARGIN = 0.05
 TRUTHY = (1, "1", True, "true", "True")
 
 
@@ -48,6 +53,8 @@ class UpstreamError(Exception):
         http_status: int | None = None,
         body_excerpt: str = "",
         retry_after: float | None = None,
+        envelope_code: str = "",
+        msg: str = "",
     ) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -55,6 +62,8 @@ class UpstreamError(Exception):
         self.http_status = http_status
         self.body_excerpt = body_excerpt
         self.retry_after = retry_after
+        self.envelope_code = envelope_code
+        self.msg = msg
 
 
 class UpstreamTimeout(UpstreamError):
@@ -66,7 +75,7 @@ class UpstreamConnectionError(UpstreamError):
 
 
 class UpstreamRetryableStatus(UpstreamError):
-    """HTTP 429, 502, 503 or 504."""
+    """HTTP 429, 502, 503 or 504 (without an envelope that reports success)."""
 
     retryable = True
 
@@ -122,20 +131,47 @@ class Envelope:
 # --- Parsing --------------------------------------------------------------------
 
 
-def _excerpt(content: bytes) -> str:
-    return content[:BODY_EXCERPT_BYTES].decode("utf-8", errors="replace")
+def _clean(text: str) -> str:
+    """Text fit for a database column: PostgreSQL refuses NUL characters."""
+    return text.replace("\x00", "\ufffd")
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _excerpt(content: bytes, secrets: Sequence[str] = ()) -> str:
+    """The first ``BODY_EXCERPT_BYTES`` bytes of a body as text, secrets redacted.
+
+    Secrets are replaced before the cut (so none is left half shown at the end),
+    and the result never encodes to more than ``BODY_EXCERPT_BYTES`` bytes of UTF-8.
+    """
+    window = BODY_EXCERPT_BYTES + 4 * max((len(s) for s in secrets), default=0)
+    text = _clean(_redact(content[:window].decode("utf-8", errors="replace"), secrets))
+    encoded = text.encode("utf-8")
+    if len(encoded) <= BODY_EXCERPT_BYTES:
+        return text
+    return encoded[:BODY_EXCERPT_BYTES].decode("utf-8", errors="ignore")
 
 
 def _as_int(value: Any) -> int | None:
+    """An envelope code as an int; None when it is missing or not a plausible status code."""
+    number: int | None = None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    # Stored in a small integer column: anything else is not a status code.
+    if number is None or not 100 <= number <= 999:
+        return None
+    return number
 
 
 def _flag(*sources: Any, key: str) -> bool:
@@ -162,37 +198,44 @@ def http_reason(status: int) -> str:
         return f"HTTP {status}"
 
 
-def parse_response(response: requests.Response) -> Envelope:
-    """Turn one HTTP answer into an ``Envelope`` or raise an ``UpstreamError``."""
+def parse_response(response: requests.Response, *, secrets: Sequence[str] = ()) -> Envelope:
+    """Turn one HTTP answer into an ``Envelope`` or raise an ``UpstreamError``.
+
+    ``secrets`` (the caller's credentials) are redacted from every text kept.
+    """
     http_status = response.status_code
     content = response.content or b""
-    excerpt = _excerpt(content)
-    if http_status in RETRYABLE_HTTP_STATUSES:
-        raise UpstreamRetryableStatus(
-            http_reason(http_status),
-            status_code=http_status,
-            http_status=http_status,
-            body_excerpt=excerpt,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-        )
+    excerpt = _excerpt(content, secrets)
+    parsed = True
     try:
-        data = json.loads(content.decode("utf-8"))
+        data = json.loads(content.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError):
-        data = None
+        data, parsed = None, False
     status_obj = data.get("status") if isinstance(data, dict) else None
     code = None
     raw_code = ""
     msg = ""
     if isinstance(status_obj, dict):
-        raw_code = "" if status_obj.get("code") is None else str(status_obj.get("code"))
+        raw_code = "" if status_obj.get("code") is None else _clean(str(status_obj.get("code")))
         code = _as_int(status_obj.get("code"))
         raw_msg = status_obj.get("msg", status_obj.get("message", ""))
-        msg = raw_msg.strip() if isinstance(raw_msg, str) else ""
+        msg = _clean(_redact(raw_msg.strip(), secrets)) if isinstance(raw_msg, str) else ""
+    if http_status in RETRYABLE_HTTP_STATUSES and not (code is not None and 200 <= code < 300):
+        # Retried; an envelope that came with it still gives the code and message.
+        raise UpstreamRetryableStatus(
+            http_reason(http_status),
+            status_code=http_status if code is None else code,
+            http_status=http_status,
+            body_excerpt=excerpt,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            envelope_code=raw_code if code is not None else "",
+            msg=msg if code is not None else "",
+        )
     if code is None:
         # No usable envelope: say what came back.
         if not 200 <= http_status < 300:
             reason = http_reason(http_status)
-        elif isinstance(data, (dict, list)):
+        elif parsed:
             reason = "unexpected JSON from upstream (no status code in the envelope)"
         else:
             reason = _describe_body(content, response.headers.get("Content-Type", ""))
@@ -219,14 +262,15 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        return None
+        # An HTTP-date is always GMT ("-0000" parses without a zone).
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - timezone.now()).total_seconds())
 
 
@@ -256,7 +300,7 @@ class MultitelClient:
         self.connect_timeout = (
             settings.MULTITEL_CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
         )
-        self.max_attempts = max(1, max_attempts or settings.MULTITEL_MAX_ATTEMPTS)
+        self.max_attempts = max(1, settings.MULTITEL_MAX_ATTEMPTS if max_attempts is None else max_attempts)
         self.backoff_base = settings.MULTITEL_BACKOFF_BASE if backoff_base is None else backoff_base
         self.backoff_max = settings.MULTITEL_BACKOFF_MAX if backoff_max is None else backoff_max
         self.retry_after_max = (
@@ -289,9 +333,9 @@ class MultitelClient:
                         started_at=started_at,
                         duration_ms=int((time.monotonic() - t0) * 1000),
                         http_status=exc.http_status,
-                        envelope_code="",
+                        envelope_code=exc.envelope_code,
                         outcome="retryable" if exc.retryable else "failed",
-                        error=exc.reason,
+                        error=f"{exc.reason}: {exc.msg}" if exc.msg else exc.reason,
                         body_excerpt=exc.body_excerpt,
                     )
                 )
@@ -330,7 +374,7 @@ class MultitelClient:
         return RestoreOutcome(
             success=False,
             status_code=last_error.status_code,
-            message=f"Error: '{last_error.reason}'",
+            message=last_error.msg or f"Error: '{last_error.reason}'",
             attempts=attempts,
         )
 
@@ -344,26 +388,28 @@ class MultitelClient:
         read_timeout = self.timeout
         if deadline is not None:
             remaining = deadline - time.monotonic()
-            if remaining <= 0.05:
+            if remaining <= DEADLINE_MARGIN:
                 raise UpstreamDeadlineExceeded(
                     "no answer from upstream before the synchronous deadline", status_code=504
                 )
             read_timeout = min(read_timeout, remaining)
+        connect_timeout = min(self.connect_timeout, read_timeout)
         try:
             response = self.session.get(
                 f"{self.base_url}/v3/restore/{number}",
                 auth=(username, password),
                 headers={"Accept": "application/json"},
-                timeout=(min(self.connect_timeout, read_timeout), read_timeout),
+                timeout=(connect_timeout, read_timeout),
                 allow_redirects=False,
             )
         except requests.Timeout as exc:
-            if read_timeout < self.timeout:
+            if deadline is not None and deadline - time.monotonic() <= DEADLINE_MARGIN:
                 raise UpstreamDeadlineExceeded(
                     "no answer from upstream before the synchronous deadline", status_code=504
                 ) from exc
+            waited = connect_timeout if isinstance(exc, requests.ConnectTimeout) else read_timeout
             raise UpstreamTimeout(
-                f"upstream timed out after {_seconds(self.timeout)} seconds", status_code=504
+                f"upstream timed out after {_seconds(waited)} seconds", status_code=504
             ) from exc
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             if _is_truncated(exc):
@@ -373,7 +419,17 @@ class MultitelClient:
             raise UpstreamConnectionError(
                 f"request to upstream failed ({type(exc).__name__})", status_code=502
             ) from exc
-        return parse_response(response)
+        return parse_response(response, secrets=_credential_forms(username, password))
+
+
+def _credential_forms(username: str, password: str) -> list[str]:
+    """Every form in which the credentials could come back in a body: never kept."""
+    pair = f"{username}:{password}"
+    forms = [pair, password, base64.b64encode(pair.encode()).decode()]
+    with contextlib.suppress(UnicodeEncodeError):  # requests sends Latin-1 when it can
+        forms.append(base64.b64encode(pair.encode("latin-1")).decode())
+    # Longest first, so that a form is not left half redacted by a shorter one.
+    return sorted({f for f in forms if f}, key=len, reverse=True)
 
 
 def _is_truncated(exc: BaseException) -> bool:

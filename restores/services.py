@@ -18,12 +18,12 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -310,11 +310,14 @@ def number_results_record(
 
 
 def job_process(*, job_id: int) -> None:
-    """Work on a queued job: claim batches, restore them, record, until none is left.
+    """Work on a queued job until none of its numbers is left to claim.
 
-    After ``RESTORE_TASK_SLICE_SECONDS`` the task hands over to a fresh one so
-    that no task runs into the queue's timeout; the last worker to finish
-    completes the job.
+    Keeps up to ``limit`` upstream calls in flight as a sliding window: a
+    slow number does not hold up the others, and free slots are refilled with
+    fresh claims. After ``RESTORE_TASK_SLICE_SECONDS`` the task stops claiming,
+    finishes what it holds and hands over to a fresh task, so that no task runs
+    into the queue's timeout and other jobs get their turn. The last worker to
+    finish completes the job.
     """
     job = Job.objects.select_related("tenant").filter(pk=job_id).first()
     if job is None or job.status not in Job.ACTIVE_STATUSES:
@@ -323,19 +326,56 @@ def job_process(*, job_id: int) -> None:
     Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
         status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now
     )
+    tenant = job.tenant
+    limit = _batch_size(tenant)
+    refill_at = max(1, limit // 2)
+    client = MultitelClient()
     slice_ends = time.monotonic() + settings.RESTORE_TASK_SLICE_SECONDS
-    limit = _batch_size(job.tenant)
-    while True:
-        claim = number_batch_claim(job_id=job_id, limit=limit)
-        if not claim.results:
-            break
-        outcomes = numbers_restore(tenant=job.tenant, results=claim.results)
-        number_results_record(job_id=job_id, token=claim.token, results=claim.results, outcomes=outcomes)
-        close_old_connections()
-        if time.monotonic() >= slice_ends:
-            _enqueue_on_commit("restores.tasks.process_job", job_id)
-            return
+    in_flight: dict[Future[RestoreOutcome], NumberResult] = {}
+    claiming = True
+    handed_over = False
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="restore") as pool:
+        while True:
+            free = limit - len(in_flight)
+            if claiming and free >= refill_at:
+                claim = number_batch_claim(job_id=job_id, limit=free)
+                for result in claim.results:
+                    future = pool.submit(
+                        client.restore,
+                        result.number,
+                        username=tenant.multitel_username,
+                        password=tenant.multitel_password,
+                    )
+                    in_flight[future] = result
+                if not claim.results:
+                    claiming = False  # nothing pending now; finish what is held
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            _record_done({future: in_flight.pop(future) for future in done}, job_id=job_id)
+            if claiming and time.monotonic() >= slice_ends:
+                claiming = False
+                handed_over = True
+    pending = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING)
+    if handed_over and pending.exists():
+        _enqueue("restores.tasks.process_job", job_id)
+        return
     job_complete_if_done(job_id=job_id)
+
+
+def _record_done(done: dict[Future[RestoreOutcome], NumberResult], *, job_id: int) -> None:
+    """Record finished calls, grouped by the claim (lease token) they belong to."""
+    by_token: dict[str, list[NumberResult]] = {}
+    for result in done.values():
+        by_token.setdefault(result.lease_token or "", []).append(result)
+    outcomes = {result.pk: future.result() for future, result in done.items()}
+    for token, results in by_token.items():
+        number_results_record(
+            job_id=job_id,
+            token=token,
+            results=results,
+            outcomes={r.pk: outcomes[r.pk] for r in results},
+        )
 
 
 def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
+
 NUMBER_RE = re.compile(r"[0-9]{7,15}")
 MAX_WEBHOOK_URL_LENGTH = 2048
+# Bad entries named in an error, at the least (every one of them up to the job limit).
+MIN_NAMED_BAD_ENTRIES = 100
+# IPv4 in the forms that resolvers accept besides dotted quads (127.1, 0x7f000001, 2130706433).
+LEGACY_IPV4_RE = re.compile(r"[0-9a-fA-FxX.]+")
+NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 # Shown back in an error; a huge bad value is cut.
 MAX_ECHOED_VALUE = 64
 
@@ -59,6 +67,8 @@ def _why_not_a_number(value: Any) -> str | None:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
+    if isinstance(value, str):
+        return "a string"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
@@ -89,7 +99,9 @@ def numbers_parse(*, numbers: Any, numbers_text: Any, max_numbers: int) -> list[
             bad.append(BadEntry("numbers", index, value, reason))
         else:
             ordered.append(value)
-    for line_no, line in enumerate((numbers_text or "").splitlines(), start=1):
+    # Lines end with "\n" or "\r\n" only (the "\r" goes with the surrounding spaces);
+    # str.splitlines() would also split on \v, \f, \x85, \u2028… and shift the line numbers.
+    for line_no, line in enumerate((numbers_text or "").split("\n"), start=1):
         value = line.strip()
         if not value:
             continue
@@ -99,7 +111,7 @@ def numbers_parse(*, numbers: Any, numbers_text: Any, max_numbers: int) -> list[
         else:
             ordered.append(value)
     if bad:
-        shown = bad[:100]
+        shown = bad[: max(MIN_NAMED_BAD_ENTRIES, max_numbers)]
         raise SubmissionError(
             "invalid_numbers",
             f"{len(bad)} entr{'y is' if len(bad) == 1 else 'ies are'} not a digit-only phone number "
@@ -140,11 +152,51 @@ def webhook_url_validate(value: Any) -> str | None:
         raise SubmissionError("invalid_webhook_url", "webhook_url must not contain spaces or credentials.")
     if port == 0:
         raise SubmissionError("invalid_webhook_url", "webhook_url has an invalid port.")
+    address = literal_ip(parts.hostname or "")
+    if address is not None and not address_is_public(address) and not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+        raise SubmissionError(
+            "invalid_webhook_url",
+            f"webhook_url points to {address}, which is not a public address.",
+        )
     return value
 
 
-def literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def literal_ip(host: str) -> IPAddress | None:
+    """The address a host written as an IP literal stands for (legacy IPv4 forms included)."""
+    host = host.strip("[]")
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
     except ValueError:
-        return None
+        pass
+    if LEGACY_IPV4_RE.fullmatch(host) and any(c.isdigit() for c in host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+def address_is_public(address: IPAddress) -> bool:
+    """Whether a webhook may reach ``address`` (CONTRACT section 4, SSRF guard).
+
+    Loopback, private, link-local, carrier-grade NAT, unique-local, multicast,
+    unspecified and reserved addresses are not public, nor IPv6 addresses that
+    embed one of them (IPv4-mapped, 6to4, NAT64).
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in NAT64_PREFIX:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:
+            return address_is_public(embedded)
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    )

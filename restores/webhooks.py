@@ -3,6 +3,11 @@
 Signed with Standard Webhooks headers, never follows redirects, mandatory
 timeout, and failures described in words a curl user knows. No database work
 here; the caller records each attempt.
+
+SSRF guard: unless ``WEBHOOK_ALLOW_PRIVATE_TARGETS`` is on, the host is
+resolved here, every address it resolves to must be public, and the request
+goes to the address that was checked (TLS still verifies the host name), so a
+second lookup cannot send it elsewhere (no DNS rebinding).
 """
 
 from __future__ import annotations
@@ -15,15 +20,22 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from django.conf import settings
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3HTTPError
 from urllib3.exceptions import NameResolutionError
 
 from restores.multitel import user_agent
+from restores.validation import IPAddress, address_is_public, literal_ip
 
 RESPONSE_EXCERPT_BYTES = 512
+# Environment proxies would resolve the host themselves: never used for a checked address.
+NO_PROXIES = {"http": None, "https": None, "all": None}
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,9 @@ class DeliveryResult:
 
 def sign(*, secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
     """Standard Webhooks ``webhook-signature`` value for one message."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
+    encoded = secret.removeprefix("whsec_")
+    # Like the reference libraries, accept a secret whose base64 padding was left off.
+    key = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     digest = hmac.new(key, signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
@@ -47,21 +61,27 @@ def sign(*, secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return host, port
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return host, port or (443 if parts.scheme == "https" else 80)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and every exception behind it (causes, contexts, wrapped arguments)."""
     seen: list[BaseException] = []
-    current: BaseException | None = exc
-    while current is not None and current not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop(0)
+        if any(current is e for e in seen):
+            continue
         seen.append(current)
-        current = current.__cause__ or current.__context__
-        if current is None and seen[-1].args:
-            # urllib3 keeps the underlying error in args (MaxRetryError.reason)
-            reason = getattr(seen[-1], "reason", None)
-            if isinstance(reason, BaseException):
-                current = reason
+        behind: list[Any] = [current.__cause__, current.__context__]
+        # requests and urllib3 keep the underlying error in args or in .reason (MaxRetryError)
+        behind.append(getattr(current, "reason", None))
+        behind.extend(current.args)
+        pending.extend(e for e in behind if isinstance(e, BaseException))
     return seen
 
 
@@ -84,6 +104,64 @@ def describe_failure(exc: BaseException, *, url: str, timeout: float) -> str:
     return f"Failed to connect to {host} port {port}: {type(exc).__name__}"
 
 
+class BlockedAddressError(Exception):
+    """The webhook's host is, or resolves to, an address that is not public."""
+
+    def __init__(self, address: IPAddress) -> None:
+        super().__init__(str(address))
+        self.address = address
+
+
+def resolve_public_address(host: str, port: int) -> IPAddress:
+    """The address to connect to for ``host``: every address it has must be public.
+
+    Raises ``socket.gaierror`` when the host cannot be resolved and
+    ``BlockedAddressError`` when any of its addresses is not public.
+    """
+    literal = literal_ip(host)
+    if literal is not None:
+        addresses: list[IPAddress] = [literal]
+    else:
+        try:
+            ascii_host = host.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise socket.gaierror(socket.EAI_NONAME, "invalid host name") from exc
+        addresses = []
+        for info in socket.getaddrinfo(ascii_host, port, type=socket.SOCK_STREAM):
+            address = literal_ip(str(info[4][0]).split("%", 1)[0])  # without an IPv6 zone
+            if address is None:
+                raise socket.gaierror(socket.EAI_NONAME, f"unusable address {info[4][0]!r}")
+            addresses.append(address)
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "no address")
+    for address in addresses:
+        if not address_is_public(address):
+            raise BlockedAddressError(address)
+    return addresses[0]
+
+
+class PinnedAddressAdapter(HTTPAdapter):
+    """For a URL rewritten to a checked IP: TLS still sends and verifies the original host name."""
+
+    def __init__(self, server_hostname: str) -> None:
+        self.server_hostname = server_hostname  # set before HTTPAdapter builds its pool manager
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        pool_kwargs["server_hostname"] = self.server_hostname
+        pool_kwargs["assert_hostname"] = self.server_hostname
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+
+
+def _pinned_url(url: str, address: IPAddress) -> str:
+    parts = urlsplit(url)
+    host = f"[{address}]" if address.version == 6 else str(address)
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
 def deliver(
     *,
     url: str,
@@ -93,7 +171,11 @@ def deliver(
     timeout: float,
     session: requests.Session | None = None,
 ) -> DeliveryResult:
-    """POST one signed webhook; returns what happened, never raises for network faults."""
+    """POST one signed webhook; returns what happened, never raises for network faults.
+
+    ``session`` is used when the request can go to ``url`` as it is: when private
+    targets are allowed, or when the URL's host is a (public) IP literal.
+    """
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
@@ -104,20 +186,65 @@ def deliver(
     }
     started_at = timezone.now()
     t0 = time.monotonic()
-    http = session or requests
-    try:
-        response = http.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as exc:
+
+    def failed(error: str) -> DeliveryResult:
         return DeliveryResult(
             delivered=False,
             started_at=started_at,
             duration_ms=int((time.monotonic() - t0) * 1000),
             http_status=None,
-            error=describe_failure(exc, url=url, timeout=timeout),
+            error=error,
             response_excerpt="",
         )
+
+    target = url
+    http: Any = session or requests
+    options: dict[str, Any] = {}
+    own_session: requests.Session | None = None
+    if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
+        host, port = _host_port(url)
+        try:
+            address = resolve_public_address(host, port)
+        except (socket.gaierror, UnicodeError):
+            return failed(f"Could not resolve host: {host}")
+        except BlockedAddressError as exc:
+            return failed(f"Failed to connect to {host} port {port}: {exc.address} is not a public address")
+        options["proxies"] = NO_PROXIES
+        if literal_ip(host) is None:
+            target = _pinned_url(url, address)
+            server_hostname = host.encode("idna").decode("ascii")
+            explicit_port = urlsplit(url).port
+            headers["Host"] = (
+                server_hostname if explicit_port is None else f"{server_hostname}:{explicit_port}"
+            )
+            http = own_session = requests.Session()
+            own_session.mount("https://", PinnedAddressAdapter(server_hostname))
+            own_session.mount("http://", HTTPAdapter(max_retries=0))
+    try:
+        try:
+            # Streamed, so that no more than the excerpt of a huge answer is ever read.
+            response = http.post(
+                target,
+                data=body,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+                stream=True,
+                **options,
+            )
+        except requests.RequestException as exc:
+            return failed(describe_failure(exc, url=url, timeout=timeout))
+        try:
+            content = response.raw.read(RESPONSE_EXCERPT_BYTES, decode_content=True) or b""
+        except (requests.RequestException, Urllib3HTTPError, OSError):
+            content = b""
+        finally:
+            response.close()
+    finally:
+        if own_session is not None:
+            own_session.close()
     duration_ms = int((time.monotonic() - t0) * 1000)
-    excerpt = (response.content or b"")[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace")
+    excerpt = content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     delivered = 200 <= response.status_code < 300
     return DeliveryResult(
         delivered=delivered,

@@ -1,0 +1,324 @@
+"""Claims, leases, recording, completion, the sweeper and webhook retries (services)."""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from restores import services
+from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
+from restores.multitel import AttemptRecord, RestoreOutcome
+from restores.selectors import job_status_payload
+from tests.conftest import Party
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Tasks handed to the broker (the broker is the boundary; it is not called)."""
+    calls: list[tuple[str, tuple[Any, ...]]] = []
+    monkeypatch.setattr(services, "_enqueue", lambda func, *args: calls.append((func, args)))
+    return calls
+
+
+def _numbers(count: int, start: int = 15551240001) -> list[str]:
+    """Plain-success numbers for the simulated Multitel (all end in 01)."""
+    return [str(start + i * 100) for i in range(count)]
+
+
+def _async_job(party: Party, count: int, **kwargs: Any) -> Job:
+    assert party.tenant is not None
+    return services.job_create(
+        tenant=party.tenant, credential=None, numbers=_numbers(count), webhook_url=None, **kwargs
+    )
+
+
+def _outcome(success: bool = True) -> RestoreOutcome:
+    attempt = AttemptRecord(
+        attempt_number=1,
+        started_at=timezone.now(),
+        duration_ms=5,
+        http_status=200,
+        envelope_code="200" if success else "500",
+        outcome="success" if success else "failed",
+        error="" if success else "boom",
+        body_excerpt="{}",
+    )
+    return RestoreOutcome(
+        success=success,
+        status_code=200 if success else 500,
+        message="Number restored" if success else "Error: 'boom'",
+        attempts=[attempt],
+    )
+
+
+def test_it_queues_a_large_job_once_committed_and_fans_it_out(
+    owner: Party, enqueued: list[Any], settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.RESTORE_JOB_FANOUT = 3
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        job = _async_job(owner, 50)
+    assert enqueued == []  # nothing is enqueued before the commit
+    for callback in callbacks:
+        callback()
+    assert enqueued == [("restores.tasks.process_job", (job.pk,))] * 3
+    assert job.status == Job.Status.PENDING
+    assert NumberResult.objects.filter(job=job, status="pending").count() == 50
+
+
+def test_it_claims_pending_numbers_in_submission_order_under_a_lease(owner: Party, enqueued: Any) -> None:
+    job = _async_job(owner, 12)
+
+    first = services.number_batch_claim(job_id=job.pk, limit=5)
+    second = services.number_batch_claim(job_id=job.pk, limit=5)
+
+    assert [r.position for r in first.results] == [0, 1, 2, 3, 4]
+    assert [r.position for r in second.results] == [5, 6, 7, 8, 9]
+    assert first.token != second.token
+    leased = NumberResult.objects.filter(job=job, status="processing")
+    assert leased.count() == 10
+    assert all(r.lease_expires_at and r.lease_expires_at > timezone.now() for r in leased)
+    assert all(r.claimed_by for r in leased)
+
+
+def test_it_never_claims_numbers_of_a_cancelled_job(owner: Party, enqueued: Any) -> None:
+    job = _async_job(owner, 12)
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED)
+
+    assert services.number_batch_claim(job_id=job.pk, limit=5).results == []
+
+
+def test_it_records_results_only_for_the_holder_of_the_lease(owner: Party, enqueued: Any) -> None:
+    job = _async_job(owner, 12)
+    claim = services.number_batch_claim(job_id=job.pk, limit=2)
+    outcomes = {r.pk: _outcome(success=True) for r in claim.results}
+
+    lost = services.number_results_record(
+        job_id=job.pk, token="someone-else", results=claim.results, outcomes=outcomes
+    )
+    won = services.number_results_record(
+        job_id=job.pk, token=claim.token, results=claim.results, outcomes=outcomes
+    )
+    again = services.number_results_record(
+        job_id=job.pk, token=claim.token, results=claim.results, outcomes=outcomes
+    )
+
+    assert (lost, won, again) == (0, 2, 0)
+    job.refresh_from_db()
+    assert (job.success_count, job.failure_count) == (2, 0)  # counted once
+    # Every call really happened, so every attempt is on record.
+    assert UpstreamAttempt.objects.filter(job=job).count() == 6
+
+
+def test_it_completes_a_job_exactly_once_and_hands_the_webhook_on_once(
+    owner: Party, enqueued: list[Any], django_capture_on_commit_callbacks: Any
+) -> None:
+    assert owner.tenant is not None
+    job = services.job_create(
+        tenant=owner.tenant, credential=None, numbers=_numbers(11), webhook_url="https://hooks.example.com/x"
+    )
+    enqueued.clear()
+    claim = services.number_batch_claim(job_id=job.pk, limit=11)
+    services.number_results_record(
+        job_id=job.pk,
+        token=claim.token,
+        results=claim.results,
+        outcomes={r.pk: _outcome() for r in claim.results},
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        results = [services.job_complete_if_done(job_id=job.pk) for _ in range(3)]
+
+    assert results == [True, False, False]
+    assert enqueued == [("restores.tasks.deliver_webhook", (job.pk,))]
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED and job.completed_at is not None
+    assert job.webhook_state == Job.WebhookState.PENDING and job.webhook_id.startswith("msg_")
+
+
+def test_it_does_not_complete_a_job_with_numbers_in_flight(owner: Party, enqueued: Any) -> None:
+    job = _async_job(owner, 11)
+    services.number_batch_claim(job_id=job.pk, limit=11)
+
+    assert services.job_complete_if_done(job_id=job.pk) is False
+    job.refresh_from_db()
+    assert job.status == Job.Status.PENDING
+
+
+def test_it_processes_a_queued_job_through_the_simulated_multitel(
+    owner: Party, fake_multitel: Any, enqueued: Any, settings: Any
+) -> None:
+    settings.RESTORE_BATCH_SIZE = 4
+    assert owner.tenant is not None
+    numbers = [*_numbers(20), "15551230112", "15551230113", "15551230191"]
+    job = services.job_create(tenant=owner.tenant, credential=None, numbers=numbers, webhook_url=None)
+
+    services.job_process(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    payload = job_status_payload(job=job)
+    assert payload is not None
+    assert [r["number"] for r in payload["results"]] == numbers
+    assert (payload["success_count"], payload["failure_count"]) == (22, 1)
+    by_number = {r["number"]: r for r in payload["results"]}
+    assert by_number["15551230112"]["status_code"] == 500
+    assert by_number["15551230113"]["needs_registration"] == 1
+    assert by_number["15551230191"]["attempts"] == 2  # a 503, then success
+    assert fake_multitel.state.max_in_flight["mt-owner"] <= 4
+    assert sum(fake_multitel.state.calls_by_number.values()) == 24
+
+
+def test_it_hands_over_to_a_fresh_task_when_its_time_slice_ends(
+    owner: Party, fake_multitel: Any, enqueued: list[Any], settings: Any
+) -> None:
+    settings.RESTORE_BATCH_SIZE = 2
+    settings.RESTORE_TASK_SLICE_SECONDS = 0
+    job = _async_job(owner, 12)
+
+    services.job_process(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.PROCESSING
+    assert 0 < job.done_count < 12
+    assert enqueued == [("restores.tasks.process_job", (job.pk,))]
+
+
+def test_it_answers_a_sync_job_within_the_deadline(owner: Party, fake_multitel: Any, settings: Any) -> None:
+    settings.SYNC_DEADLINE = 1.5
+    assert owner.tenant is not None
+
+    job = services.job_submit(
+        tenant=owner.tenant, credential=None, numbers=["15551230111", "15551230195"], webhook_url=None
+    )
+
+    assert job.status == Job.Status.COMPLETED
+    slow = NumberResult.objects.get(job=job, number="15551230195")
+    assert slow.status == "failed" and slow.status_code == 504
+    assert "deadline" in (slow.message or "")
+    assert NumberResult.objects.get(job=job, number="15551230111").status == "success"
+
+
+# --- The sweeper -------------------------------------------------------------------
+
+
+def test_it_sweeps_expired_leases_back_to_pending_and_requeues_the_job(
+    owner: Party, enqueued: list[Any]
+) -> None:
+    job = _async_job(owner, 12)
+    enqueued.clear()
+    claim = services.number_batch_claim(job_id=job.pk, limit=3)
+    later = timezone.now() + timedelta(hours=1)
+
+    report = services.jobs_sweep(now=later, stale_after=60)
+
+    assert report.leases_reclaimed == 3 and report.jobs_requeued == 1
+    assert enqueued == [("restores.tasks.process_job", (job.pk,))]
+    reclaimed = NumberResult.objects.filter(pk__in=[r.pk for r in claim.results])
+    assert set(reclaimed.values_list("status", flat=True)) == {"pending"}
+    # The worker that lost its lease can no longer record anything.
+    assert (
+        services.number_results_record(
+            job_id=job.pk,
+            token=claim.token,
+            results=claim.results,
+            outcomes={r.pk: _outcome() for r in claim.results},
+        )
+        == 0
+    )
+
+
+def test_it_leaves_live_leases_and_busy_jobs_alone(owner: Party, enqueued: list[Any]) -> None:
+    job = _async_job(owner, 12)
+    enqueued.clear()
+    services.number_batch_claim(job_id=job.pk, limit=3)
+
+    report = services.jobs_sweep(stale_after=60)
+
+    assert report == services.SweepReport(0, 0, 0, 0)
+    assert enqueued == []
+
+
+def test_it_completes_a_job_whose_completer_died(owner: Party, enqueued: list[Any]) -> None:
+    job = _async_job(owner, 11)
+    claim = services.number_batch_claim(job_id=job.pk, limit=11)
+    services.number_results_record(
+        job_id=job.pk,
+        token=claim.token,
+        results=claim.results,
+        outcomes={r.pk: _outcome() for r in claim.results},
+    )
+
+    report = services.jobs_sweep(now=timezone.now() + timedelta(minutes=5), stale_after=60)
+
+    assert report.jobs_completed == 1
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+
+
+# --- Webhook retries ---------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _completed_job_with_webhook(party: Party, url: str) -> Job:
+    assert party.tenant is not None
+    job = services.job_create(tenant=party.tenant, credential=None, numbers=_numbers(11), webhook_url=url)
+    claim = services.number_batch_claim(job_id=job.pk, limit=11)
+    services.number_results_record(
+        job_id=job.pk,
+        token=claim.token,
+        results=claim.results,
+        outcomes={r.pk: _outcome() for r in claim.results},
+    )
+    assert services.job_complete_if_done(job_id=job.pk, enqueue_webhook=False)
+    return job
+
+
+def test_it_parses_the_webhook_retry_schedule() -> None:
+    assert services.webhook_retry_delays("30s,2m,10m,1h,6h") == [
+        timedelta(seconds=30),
+        timedelta(minutes=2),
+        timedelta(minutes=10),
+        timedelta(hours=1),
+        timedelta(hours=6),
+    ]
+
+
+def test_it_retries_a_failing_webhook_on_schedule_then_gives_up(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    settings.WEBHOOK_RETRY_SCHEDULE = "30s,2m"
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    port = _closed_port()
+    job = _completed_job_with_webhook(owner, f"http://127.0.0.1:{port}/hook")
+
+    first = services.job_webhook_deliver(job_id=job.pk, timeout=1)
+    not_due = services.job_webhook_deliver(job_id=job.pk, timeout=1)
+    job.refresh_from_db()
+
+    assert first is not None and not first.delivered
+    assert not_due is None  # the next attempt is 30 s away
+    assert job.webhook_state == Job.WebhookState.FAILING
+    assert job.webhook_error == f"Failed to connect to 127.0.0.1 port {port}: Connection refused"
+    assert job.webhook_next_attempt_at is not None
+    assert timedelta(seconds=25) < job.webhook_next_attempt_at - first.started_at < timedelta(seconds=35)
+
+    for _ in range(2):
+        Job.objects.filter(pk=job.pk).update(webhook_next_attempt_at=timezone.now())
+        services.job_webhook_deliver(job_id=job.pk, timeout=1)
+    job.refresh_from_db()
+
+    assert job.webhook_state == Job.WebhookState.FAILED
+    assert job.webhook_next_attempt_at is None
+    deliveries = WebhookDelivery.objects.filter(job=job).order_by("attempt_number")
+    assert [d.attempt_number for d in deliveries] == [1, 2, 3]
+    assert len({d.webhook_id for d in deliveries}) == 1  # the same webhook-id on every retry
+    assert job.status == Job.Status.COMPLETED  # a failing webhook never fails the job
