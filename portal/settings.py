@@ -161,7 +161,7 @@ WEBHOOK_ALLOW_PRIVATE_TARGETS: bool = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", 
 # new job is fanned out to (so it spreads over several qcluster processes).
 RESTORE_BATCH_SIZE: int = env.int("RESTORE_BATCH_SIZE", default=10)
 RESTORE_LEASE_SECONDS: int = env.int("RESTORE_LEASE_SECONDS", default=300)
-RESTORE_TASK_SLICE_SECONDS: float = env.float("RESTORE_TASK_SLICE_SECONDS", default=60.0)
+RESTORE_TASK_SLICE_SECONDS: float = env.float("RESTORE_TASK_SLICE_SECONDS", default=10.0)
 RESTORE_JOB_FANOUT: int = env.int("RESTORE_JOB_FANOUT", default=4)
 # An active job nobody has touched for this long is enqueued again by the sweeper.
 RESTORE_STALE_SECONDS: float = env.float("RESTORE_STALE_SECONDS", default=120.0)

@@ -88,8 +88,9 @@ def job_create(
 ) -> Job:
     """Store a job and its numbers in one transaction.
 
-    A job of at most ``SYNC_MAX_NUMBERS`` is created already claimed by the
-    request that will restore it; a larger one is queued once committed.
+    A job of at most ``SYNC_MAX_NUMBERS`` is restored by the request that
+    created it; a larger one is queued once committed, fanned out over several
+    tasks so that it spreads over worker processes and hosts.
     """
     now = timezone.now()
     is_sync = len(numbers) <= settings.SYNC_MAX_NUMBERS
@@ -102,30 +103,12 @@ def job_create(
         status=Job.Status.PROCESSING if is_sync else Job.Status.PENDING,
         started_at=now if is_sync else None,
     )
-    if is_sync:
-        token = uuid.uuid4().hex
-        lease_until = now + timedelta(seconds=settings.SYNC_DEADLINE + 30)
-        rows = [
-            NumberResult(
-                job=job,
-                position=i,
-                number=n,
-                status=NumberResult.Status.PROCESSING,
-                started_at=now,
-                lease_token=token,
-                lease_expires_at=lease_until,
-                claimed_by=worker_name(),
-            )
-            for i, n in enumerate(numbers)
-        ]
-    else:
-        rows = [NumberResult(job=job, position=i, number=n) for i, n in enumerate(numbers)]
-    NumberResult.objects.bulk_create(rows, batch_size=2000)
+    NumberResult.objects.bulk_create(
+        [NumberResult(job=job, position=i, number=n) for i, n in enumerate(numbers)], batch_size=2000
+    )
     if not is_sync:
-        batches = math.ceil(len(numbers) / _batch_size(tenant))
-        _enqueue_on_commit(
-            "restores.tasks.process_job", job.pk, times=max(1, min(settings.RESTORE_JOB_FANOUT, batches))
-        )
+        tasks = min(settings.RESTORE_JOB_FANOUT, math.ceil(len(numbers) / _window_size(tenant)))
+        _enqueue_on_commit("restores.tasks.process_job", job.pk, times=max(1, tasks))
     return job
 
 
@@ -146,14 +129,19 @@ def job_submit(
 
 
 def job_run_sync(*, job: Job, started: float) -> None:
-    """Restore a small job inside the request, concurrently, within ``SYNC_DEADLINE``."""
+    """Restore a small job inside the request, concurrently, within ``SYNC_DEADLINE``.
+
+    Time is kept for one webhook attempt before the deadline. A number whose
+    call has not finished by then (or that could not start because the
+    tenant's concurrency cap was full) fails with 504.
+    """
     deadline = started + settings.SYNC_DEADLINE
     webhook_budget = min(settings.WEBHOOK_SYNC_TIMEOUT, settings.SYNC_DEADLINE / 4) if job.webhook_url else 0
     upstream_deadline = deadline - webhook_budget - 0.25
-    claimed = list(NumberResult.objects.filter(job=job).order_by("position"))
-    token = claimed[0].lease_token if claimed else ""
-    outcomes = numbers_restore(tenant=job.tenant, results=claimed, deadline=upstream_deadline)
-    number_results_record(job_id=job.pk, token=token or "", results=claimed, outcomes=outcomes)
+    _restore_window(
+        job=job, limit=min(job.total_numbers, job.tenant.max_concurrency), deadline=upstream_deadline
+    )
+    job_fail_pending(job_id=job.pk, status_code=504, message=_deadline_message())
     if job_complete_if_done(job_id=job.pk, enqueue_webhook=False) and job.webhook_url:
         remaining = deadline - time.monotonic()
         job_webhook_deliver(job_id=job.pk, timeout=max(0.5, min(settings.WEBHOOK_SYNC_TIMEOUT, remaining)))
@@ -161,73 +149,158 @@ def job_run_sync(*, job: Job, started: float) -> None:
 
 # --- Restoring numbers ------------------------------------------------------------
 
+# How long a worker waits before asking again when its tenant's cap is full.
+CAP_POLL_SECONDS = 0.02
 
-def _batch_size(tenant: Tenant) -> int:
+
+def _window_size(tenant: Tenant) -> int:
     return max(1, min(settings.RESTORE_BATCH_SIZE, tenant.max_concurrency))
 
 
-def _deadline_outcome() -> RestoreOutcome:
-    return RestoreOutcome(
-        success=False,
-        status_code=504,
-        message=(
-            f"Error: 'no answer from upstream within the {settings.SYNC_DEADLINE:g} second "
-            "deadline of a synchronous request'"
-        ),
+def _deadline_message() -> str:
+    return (
+        f"Error: 'no answer from upstream within the {settings.SYNC_DEADLINE:g} second "
+        "deadline of a synchronous request'"
     )
 
 
-def numbers_restore(
-    *, tenant: Tenant, results: Sequence[NumberResult], deadline: float | None = None
-) -> dict[int, RestoreOutcome]:
-    """Call Multitel for each number concurrently (threads do HTTP only, no queries)."""
-    if not results:
-        return {}
+UPSTREAM_AUTH_MESSAGE = (
+    "Error: 'Multitel rejected this tenant's Multitel credentials (HTTP 401); "
+    "check the Multitel username and password in the portal'"
+)
+UPSTREAM_AUTH_SKIPPED_MESSAGE = (
+    "Error: 'not tried: Multitel rejected this tenant's Multitel credentials (HTTP 401) "
+    "for another number of this job'"
+)
+
+
+def _restore_window(
+    *, job: Job, limit: int, deadline: float | None = None, slice_ends: float | None = None
+) -> bool:
+    """Keep up to ``limit`` upstream calls of one job in flight until none is left to claim.
+
+    A sliding window: a slow number does not hold up the others, and free
+    slots are refilled with fresh claims, within the tenant's cap across all
+    processes. Threads do HTTP only; this thread does every query. Stops
+    claiming at ``deadline`` or ``slice_ends`` (both ``time.monotonic()``) and
+    returns whether it stopped early with numbers possibly left to claim.
+    """
+    tenant = job.tenant
+    refill_at = max(1, limit // 2)
     client = MultitelClient()
-    username, password = tenant.multitel_username, tenant.multitel_password
-    workers = max(1, min(len(results), tenant.max_concurrency))
-    outcomes: dict[int, RestoreOutcome] = {}
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="restore")
-    try:
-        futures = {
-            pool.submit(
-                client.restore, r.number, username=username, password=password, deadline=deadline
-            ): r.pk
-            for r in results
-        }
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic()) + 1.0
-        done, not_done = wait(futures, timeout=timeout)
-        for future in done:
-            outcomes[futures[future]] = future.result()
-        for future in not_done:
-            outcomes[futures[future]] = _deadline_outcome()
-    finally:
-        pool.shutdown(wait=deadline is None, cancel_futures=True)
-    return outcomes
+    in_flight: dict[Future[RestoreOutcome], NumberResult] = {}
+    claiming, stopped_early, asked = True, False, False
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="restore") as pool:
+        while True:
+            now = time.monotonic()
+            if claiming and (
+                (deadline is not None and now >= deadline)
+                or (slice_ends is not None and asked and now >= slice_ends)
+            ):
+                claiming, stopped_early = False, True
+            free = limit - len(in_flight)
+            if claiming and free >= refill_at:
+                claim = number_batch_claim(job_id=job.pk, tenant=tenant, limit=free)
+                asked = True
+                for result in claim.results:
+                    future = pool.submit(
+                        client.restore,
+                        result.number,
+                        username=tenant.multitel_username,
+                        password=tenant.multitel_password,
+                        deadline=deadline,
+                    )
+                    in_flight[future] = result
+                if not claim.results and not claim.capped:
+                    claiming = False  # nothing left to claim; finish what is held
+                elif not claim.results and not in_flight:
+                    time.sleep(CAP_POLL_SECONDS)  # the tenant's cap is full: wait for a slot
+                    continue
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=None if claiming is False else 0.5)
+            if done:
+                _record_done({future: in_flight.pop(future) for future in done}, job_id=job.pk)
+    return stopped_early
+
+
+def _record_done(done: dict[Future[RestoreOutcome], NumberResult], *, job_id: int) -> None:
+    """Record finished calls, grouped by the claim (lease token) they belong to."""
+    outcomes = {result.pk: future.result() for future, result in done.items()}
+    rejected = False
+    for outcome in outcomes.values():
+        if outcome.status_code == 401:
+            outcome.message = UPSTREAM_AUTH_MESSAGE
+            rejected = True
+    by_token: dict[str, list[NumberResult]] = {}
+    for result in done.values():
+        by_token.setdefault(result.lease_token or "", []).append(result)
+    for token, results in by_token.items():
+        number_results_record(
+            job_id=job_id, token=token, results=results, outcomes={r.pk: outcomes[r.pk] for r in results}
+        )
+    if rejected:
+        # Every other call of this job would be refused too: fail them without calling.
+        job_fail_pending(job_id=job_id, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
+
+
+def job_fail_pending(*, job_id: int, status_code: int, message: str) -> int:
+    """End every number of the job not yet claimed as failed, without calling upstream."""
+    now = timezone.now()
+    with transaction.atomic():
+        failed = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING).update(
+            status=NumberResult.Status.FAILED,
+            status_code=status_code,
+            message=message,
+            completed_at=now,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        if failed:
+            Job.objects.filter(pk=job_id).update(failure_count=F("failure_count") + failed, heartbeat_at=now)
+    return failed
 
 
 @dataclass(frozen=True)
 class Claim:
     token: str
     results: list[NumberResult]
+    capped: bool = False  # the tenant's cap left no room
 
 
-def number_batch_claim(*, job_id: int, limit: int) -> Claim:
-    """Lease up to ``limit`` pending numbers of a job, in submission order.
+def tenant_in_flight(*, tenant_id: int, now: datetime | None = None) -> int:
+    """Numbers of the tenant leased right now: its upstream calls in flight."""
+    return NumberResult.objects.filter(
+        job__tenant_id=tenant_id,
+        status=NumberResult.Status.PROCESSING,
+        lease_expires_at__gt=now or timezone.now(),
+    ).count()
 
-    On PostgreSQL the candidate rows are locked with SKIP LOCKED so that
+
+def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int) -> Claim:
+    """Lease up to ``limit`` pending numbers of a job, in submission order, within the tenant's cap.
+
+    The database is the semaphore: the tenant's live leases are counted and
+    the claim made in one transaction, serialised per tenant (a row lock on
+    the tenant on PostgreSQL; SQLite's IMMEDIATE transactions serialise all
+    writers). Candidate rows are locked with SKIP LOCKED on PostgreSQL so that
     workers never queue behind each other; everywhere, the conditional UPDATE
     (``status = pending``) decides, and its row count says what was won.
     """
     token = uuid.uuid4().hex
     now = timezone.now()
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
+        room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
+        if room <= 0:
+            return Claim(token=token, results=[], capped=True)
         candidates = NumberResult.objects.filter(
             job_id=job_id, status=NumberResult.Status.PENDING, job__status__in=Job.ACTIVE_STATUSES
         ).order_by("position")
         if connection.vendor == "postgresql":
             candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        ids = list(candidates.values_list("pk", flat=True)[:limit])
+        ids = list(candidates.values_list("pk", flat=True)[: min(limit, room)])
         if not ids:
             return Claim(token=token, results=[])
         won = NumberResult.objects.filter(pk__in=ids, status=NumberResult.Status.PENDING).update(
@@ -312,12 +385,10 @@ def number_results_record(
 def job_process(*, job_id: int) -> None:
     """Work on a queued job until none of its numbers is left to claim.
 
-    Keeps up to ``limit`` upstream calls in flight as a sliding window: a
-    slow number does not hold up the others, and free slots are refilled with
-    fresh claims. After ``RESTORE_TASK_SLICE_SECONDS`` the task stops claiming,
-    finishes what it holds and hands over to a fresh task, so that no task runs
-    into the queue's timeout and other jobs get their turn. The last worker to
-    finish completes the job.
+    After ``RESTORE_TASK_SLICE_SECONDS`` the task stops claiming, finishes what
+    it holds and hands over to a fresh task at the back of the queue, so that
+    no task runs into the queue's timeout and other jobs get their turn. The
+    last worker to finish completes the job.
     """
     job = Job.objects.select_related("tenant").filter(pk=job_id).first()
     if job is None or job.status not in Job.ACTIVE_STATUSES:
@@ -326,56 +397,13 @@ def job_process(*, job_id: int) -> None:
     Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
         status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now
     )
-    tenant = job.tenant
-    limit = _batch_size(tenant)
-    refill_at = max(1, limit // 2)
-    client = MultitelClient()
     slice_ends = time.monotonic() + settings.RESTORE_TASK_SLICE_SECONDS
-    in_flight: dict[Future[RestoreOutcome], NumberResult] = {}
-    claiming = True
-    handed_over = False
-    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="restore") as pool:
-        while True:
-            free = limit - len(in_flight)
-            if claiming and free >= refill_at:
-                claim = number_batch_claim(job_id=job_id, limit=free)
-                for result in claim.results:
-                    future = pool.submit(
-                        client.restore,
-                        result.number,
-                        username=tenant.multitel_username,
-                        password=tenant.multitel_password,
-                    )
-                    in_flight[future] = result
-                if not claim.results:
-                    claiming = False  # nothing pending now; finish what is held
-            if not in_flight:
-                break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            _record_done({future: in_flight.pop(future) for future in done}, job_id=job_id)
-            if claiming and time.monotonic() >= slice_ends:
-                claiming = False
-                handed_over = True
+    stopped_early = _restore_window(job=job, limit=_window_size(job.tenant), slice_ends=slice_ends)
     pending = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING)
-    if handed_over and pending.exists():
+    if stopped_early and pending.exists():
         _enqueue("restores.tasks.process_job", job_id)
         return
     job_complete_if_done(job_id=job_id)
-
-
-def _record_done(done: dict[Future[RestoreOutcome], NumberResult], *, job_id: int) -> None:
-    """Record finished calls, grouped by the claim (lease token) they belong to."""
-    by_token: dict[str, list[NumberResult]] = {}
-    for result in done.values():
-        by_token.setdefault(result.lease_token or "", []).append(result)
-    outcomes = {result.pk: future.result() for future, result in done.items()}
-    for token, results in by_token.items():
-        number_results_record(
-            job_id=job_id,
-            token=token,
-            results=results,
-            outcomes={r.pk: outcomes[r.pk] for r in results},
-        )
 
 
 def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:

@@ -158,7 +158,7 @@ def test_it_shows_a_number_being_restored_as_processing(owner, enqueued):
     queued = submit(owner.client, QUEUED)
     job = Job.objects.get(uuid=queued["job_uuid"])
     Job.objects.filter(pk=job.pk).update(status=Job.Status.PROCESSING)
-    claim = services.number_batch_claim(job_id=job.pk, limit=2)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=2)
     assert [r.number for r in claim.results] == QUEUED[:2]
 
     body = status(owner.client, job_uuid=queued["job_uuid"]).json()

@@ -24,6 +24,14 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]
     return calls
 
 
+@pytest.fixture(autouse=True)
+def roomy_owner(owner: Party) -> None:
+    """Claims in these tests are not limited by the owner's concurrency cap unless they say so."""
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 100
+    owner.tenant.save()
+
+
 def _numbers(count: int, start: int = 15551240001) -> list[str]:
     """Plain-success numbers for the simulated Multitel (all end in 01)."""
     return [str(start + i * 100) for i in range(count)]
@@ -72,8 +80,8 @@ def test_it_queues_a_large_job_once_committed_and_fans_it_out(
 def test_it_claims_pending_numbers_in_submission_order_under_a_lease(owner: Party, enqueued: Any) -> None:
     job = _async_job(owner, 12)
 
-    first = services.number_batch_claim(job_id=job.pk, limit=5)
-    second = services.number_batch_claim(job_id=job.pk, limit=5)
+    first = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=5)
+    second = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=5)
 
     assert [r.position for r in first.results] == [0, 1, 2, 3, 4]
     assert [r.position for r in second.results] == [5, 6, 7, 8, 9]
@@ -84,16 +92,54 @@ def test_it_claims_pending_numbers_in_submission_order_under_a_lease(owner: Part
     assert all(r.claimed_by for r in leased)
 
 
+def test_it_never_claims_beyond_the_tenants_cap_across_its_jobs(
+    owner: Party, second: Party, enqueued: Any
+) -> None:
+    assert owner.tenant is not None and second.tenant is not None
+    owner.tenant.max_concurrency = 4
+    owner.tenant.save()
+    first_job, second_job = _async_job(owner, 12), _async_job(owner, 12)
+    others_job = _async_job(second, 12)
+
+    a = services.number_batch_claim(job_id=first_job.pk, tenant=owner.tenant, limit=3)
+    b = services.number_batch_claim(job_id=second_job.pk, tenant=owner.tenant, limit=3)
+    c = services.number_batch_claim(job_id=second_job.pk, tenant=owner.tenant, limit=3)
+    other = services.number_batch_claim(job_id=others_job.pk, tenant=second.tenant, limit=3)
+
+    assert (len(a.results), len(b.results), len(c.results)) == (3, 1, 0)
+    assert c.capped is True
+    assert len(other.results) == 3  # another tenant's cap is its own
+    assert services.tenant_in_flight(tenant_id=owner.tenant.pk) == 4
+
+
+def test_it_frees_a_slot_of_the_cap_when_a_result_is_recorded(owner: Party, enqueued: Any) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 2
+    owner.tenant.save()
+    job = _async_job(owner, 12)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2)
+    assert services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2).capped
+
+    services.number_results_record(
+        job_id=job.pk,
+        token=claim.token,
+        results=claim.results[:1],
+        outcomes={claim.results[0].pk: _outcome()},
+    )
+
+    assert len(services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2).results) == 1
+
+
 def test_it_never_claims_numbers_of_a_cancelled_job(owner: Party, enqueued: Any) -> None:
     job = _async_job(owner, 12)
     Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELLED)
 
-    assert services.number_batch_claim(job_id=job.pk, limit=5).results == []
+    assert services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=5).results == []
 
 
 def test_it_records_results_only_for_the_holder_of_the_lease(owner: Party, enqueued: Any) -> None:
     job = _async_job(owner, 12)
-    claim = services.number_batch_claim(job_id=job.pk, limit=2)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=2)
     outcomes = {r.pk: _outcome(success=True) for r in claim.results}
 
     lost = services.number_results_record(
@@ -121,7 +167,7 @@ def test_it_completes_a_job_exactly_once_and_hands_the_webhook_on_once(
         tenant=owner.tenant, credential=None, numbers=_numbers(11), webhook_url="https://hooks.example.com/x"
     )
     enqueued.clear()
-    claim = services.number_batch_claim(job_id=job.pk, limit=11)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=11)
     services.number_results_record(
         job_id=job.pk,
         token=claim.token,
@@ -141,7 +187,7 @@ def test_it_completes_a_job_exactly_once_and_hands_the_webhook_on_once(
 
 def test_it_does_not_complete_a_job_with_numbers_in_flight(owner: Party, enqueued: Any) -> None:
     job = _async_job(owner, 11)
-    services.number_batch_claim(job_id=job.pk, limit=11)
+    services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=11)
 
     assert services.job_complete_if_done(job_id=job.pk) is False
     job.refresh_from_db()
@@ -210,7 +256,7 @@ def test_it_sweeps_expired_leases_back_to_pending_and_requeues_the_job(
 ) -> None:
     job = _async_job(owner, 12)
     enqueued.clear()
-    claim = services.number_batch_claim(job_id=job.pk, limit=3)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3)
     later = timezone.now() + timedelta(hours=1)
 
     report = services.jobs_sweep(now=later, stale_after=60)
@@ -234,7 +280,7 @@ def test_it_sweeps_expired_leases_back_to_pending_and_requeues_the_job(
 def test_it_leaves_live_leases_and_busy_jobs_alone(owner: Party, enqueued: list[Any]) -> None:
     job = _async_job(owner, 12)
     enqueued.clear()
-    services.number_batch_claim(job_id=job.pk, limit=3)
+    services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3)
 
     report = services.jobs_sweep(stale_after=60)
 
@@ -244,7 +290,7 @@ def test_it_leaves_live_leases_and_busy_jobs_alone(owner: Party, enqueued: list[
 
 def test_it_completes_a_job_whose_completer_died(owner: Party, enqueued: list[Any]) -> None:
     job = _async_job(owner, 11)
-    claim = services.number_batch_claim(job_id=job.pk, limit=11)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=11)
     services.number_results_record(
         job_id=job.pk,
         token=claim.token,
@@ -271,7 +317,7 @@ def _closed_port() -> int:
 def _completed_job_with_webhook(party: Party, url: str) -> Job:
     assert party.tenant is not None
     job = services.job_create(tenant=party.tenant, credential=None, numbers=_numbers(11), webhook_url=url)
-    claim = services.number_batch_claim(job_id=job.pk, limit=11)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=11)
     services.number_results_record(
         job_id=job.pk,
         token=claim.token,
