@@ -91,7 +91,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": ("PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA foreign_keys=ON;"),
         }
     )
-    _db.setdefault("TEST", {})
+    # Tests use a file too: an in-memory database shared between threads
+    # reports "table is locked" instead of waiting, unlike a real deployment.
+    _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / ".test-db.sqlite3"))
 else:
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
@@ -131,6 +133,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "EXCEPTION_HANDLER": "portal.api_errors.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.TenantRateThrottle"],
     "UNAUTHENTICATED_USER": None,
 }
 # Largest request body accepted (10,000 numbers of 15 digits fit many times).
@@ -170,6 +173,28 @@ RESTORE_STALE_SECONDS: float = env.float("RESTORE_STALE_SECONDS", default=120.0)
 WORKER_NAME: str = env.str("WORKER_NAME", default="")
 
 REDIS_URL: str | None = env.str("REDIS_URL", default=None)
+
+# The cache holds rate-limit counters, shared by every process: Redis when
+# REDIS_URL is set, else a table in the database (created by the migrations).
+CACHES: dict[str, Any] = {
+    "default": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "portal",
+        }
+        if REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "portal_cache"}
+    )
+}
+
+# --- Rate limits ----------------------------------------------------------------
+# Requests per tenant (all its credentials together), and failed logins per
+# client address, as "N/s", "N/min", "N/h" or "N/day"; "off" disables one.
+API_THROTTLE_RATE: str = env.str("API_THROTTLE_RATE", default="600/min")
+AUTH_FAILURE_RATE: str = env.str("AUTH_FAILURE_RATE", default="20/min")
+# Hours an Idempotency-Key is remembered.
+IDEMPOTENCY_KEY_HOURS: int = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
 Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=600)
 Q_CLUSTER: dict[str, Any] = {
     "name": env.str("Q_CLUSTER_NAME", default="portal"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
 from typing import Any
@@ -13,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import ApiCredential
+from accounts.models import ApiCredential, Tenant
 from portal.api_errors import ApiError
 from restores import selectors, services
 from restores.validation import SubmissionError, numbers_parse, webhook_url_validate
@@ -56,7 +58,43 @@ class BulkRestoreView(APIView):
             return {"numbers": numbers, "webhook_url": webhook_url}
 
     def post(self, request: Request) -> Response:
-        serializer = self.InputSerializer(data=_submission_fields(request.data))
+        fields = _submission_fields(request.data)
+        key = idempotency_key_from(request)
+        if key is None:
+            return self._submit(request, fields)
+        tenant: Tenant = request.user  # type: ignore[assignment]
+        decision = services.idempotency_key_begin(tenant=tenant, key=key, request_hash=_fingerprint(fields))
+        if decision.conflict == "mismatch":
+            raise ApiError(
+                "This Idempotency-Key was used with a different request body.",
+                code="idempotency_key_reused",
+                status_code=422,
+            )
+        if decision.conflict == "in_progress":
+            raise ApiError(
+                "A request with this Idempotency-Key is still being answered; retry later.",
+                code="idempotency_key_in_use",
+                status_code=409,
+            )
+        if decision.record is None:
+            return Response(
+                decision.replay_body, status=decision.replay_status, headers={"Idempotent-Replayed": "true"}
+            )
+        try:
+            response = self._submit(request, fields)
+        except BaseException:
+            services.idempotency_key_finish(record=decision.record, status=500, body=None, job=None)
+            raise
+        services.idempotency_key_finish(
+            record=decision.record,
+            status=response.status_code,
+            body=response.data,
+            job=getattr(response, "job", None),
+        )
+        return response
+
+    def _submit(self, request: Request, fields: dict[str, Any]) -> Response:
+        serializer = self.InputSerializer(data=fields)
         serializer.is_valid(raise_exception=True)
         job = services.job_submit(
             tenant=request.user,  # type: ignore[arg-type]
@@ -64,8 +102,30 @@ class BulkRestoreView(APIView):
             **serializer.validated_data,
         )
         if job.is_sync:
-            return Response(selectors.job_final_payload(job=job, with_webhook_error=True))
-        return Response(selectors.job_queued_payload(job=job), status=status.HTTP_202_ACCEPTED)
+            response = Response(selectors.job_final_payload(job=job, with_webhook_error=True))
+        else:
+            response = Response(selectors.job_queued_payload(job=job), status=status.HTTP_202_ACCEPTED)
+        response.job = job  # type: ignore[attr-defined]
+        return response
+
+
+def _fingerprint(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def idempotency_key_from(request: Request) -> str | None:
+    """The Idempotency-Key header: a token, or a quoted structured-field string."""
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = re.sub(r'\\(["\\])', r"\1", value[1:-1])
+    if not value or len(value) > 255 or not all(" " <= c <= "~" for c in value):
+        raise ApiError(
+            "Idempotency-Key must be 1 to 255 printable ASCII characters.", code="invalid_idempotency_key"
+        )
+    return value
 
 
 class BulkRestoreStatusView(APIView):

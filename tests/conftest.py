@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -46,6 +48,17 @@ def make_party(name: str, *, max_concurrency: int = 10) -> Party:
         secret=f"{name}-secret-value",
         client=_client(f"{name}-api", f"{name}-secret-value"),
     )
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_off(settings: Any) -> None:
+    """Rate limits are off unless a test turns them on; each test has its own counters."""
+    settings.API_THROTTLE_RATE = "off"
+    settings.AUTH_FAILURE_RATE = "off"
+    # A key namespace of each test's own: counters never carry over between tests or runs.
+    cache = dict(settings.CACHES["default"])
+    cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = {"default": cache}
 
 
 @pytest.fixture
