@@ -7,6 +7,7 @@ checks in ``portal/checks.py`` refuse dangerous combinations.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     )
     # Tests use a file too: an in-memory database shared between threads
     # reports "table is locked" instead of waiting, unlike a real deployment.
-    _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / ".test-db.sqlite3"))
+    # One file per test run, so that runs side by side do not share it.
+    _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))
 else:
     _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)

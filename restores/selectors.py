@@ -117,3 +117,59 @@ def job_remaining_count(*, job_id: int) -> int:
     return NumberResult.objects.filter(
         job_id=job_id, status__in=[NumberResult.Status.PENDING, NumberResult.Status.PROCESSING]
     ).count()
+
+
+EXPORT_COLUMNS = (
+    "job_uuid",
+    "tenant",
+    "position",
+    "number",
+    "status",
+    "status_code",
+    "message",
+    "attempts",
+    "requires_identity_update",
+    "needs_registration",
+    "started_at",
+    "completed_at",
+)
+
+
+def results_export_rows(*, job_ids: Iterable[int]) -> Iterable[list[Any]]:
+    """Rows of the selected jobs' results for CSV export, streamed in chunks (flat memory)."""
+    qs = (
+        NumberResult.objects.filter(job_id__in=list(job_ids))
+        .order_by("job_id", "position")
+        .values_list(
+            "job__uuid",
+            "job__tenant__name",
+            "position",
+            "number",
+            "status",
+            "status_code",
+            "message",
+            "attempts",
+            "requires_identity_update",
+            "needs_registration",
+            "started_at",
+            "completed_at",
+        )
+    )
+    for row in qs.iterator(chunk_size=5000):
+        (job_uuid, tenant, position, number, status, code, message, attempts, riu, nr, started, completed) = (
+            row
+        )
+        yield [
+            str(job_uuid),
+            tenant,
+            position,
+            number,
+            status,
+            "" if code is None else code,
+            message or "",
+            attempts,
+            int(riu),
+            int(nr),
+            timestamp(started) or "",
+            timestamp(completed) or "",
+        ]

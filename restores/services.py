@@ -426,6 +426,8 @@ def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
             heartbeat_at=now,
             webhook_state=Job.WebhookState.PENDING if has_webhook else Job.WebhookState.NONE,
             webhook_id=f"msg_{uuid.uuid4().hex}" if has_webhook else "",
+            webhook_attempts=0,
+            webhook_error=None,
             webhook_next_attempt_at=now if has_webhook else None,
         )
         if won and has_webhook and enqueue_webhook:
@@ -470,6 +472,10 @@ def job_webhook_deliver(*, job_id: int, timeout: float | None = None) -> Webhook
         return None
     job = Job.objects.select_related("tenant").get(pk=job_id)
     assert job.webhook_url
+    if NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PROCESSING).exists():
+        # A cancelled job still has calls in flight: deliver once they are recorded.
+        Job.objects.filter(pk=job_id).update(webhook_next_attempt_at=now + timedelta(seconds=5))
+        return None
     body = json.dumps(job_final_payload(job=job, with_webhook_error=False)).encode()
     result = webhooks.deliver(
         url=job.webhook_url,
@@ -654,3 +660,101 @@ def idempotency_keys_purge(*, now: datetime | None = None) -> int:
     cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_KEY_HOURS)
     deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
     return deleted
+
+
+# --- Staff actions ----------------------------------------------------------------------
+
+CANCELLED_MESSAGE = "Error: 'not tried: the job was cancelled by staff'"
+
+
+def job_retry_failed(*, job_id: int) -> int:
+    """Put the failed numbers of a completed or processing job back in the queue.
+
+    The job becomes ``processing`` again and, once every number is final, is
+    completed and its webhook delivered again (with a new ``webhook-id``).
+    Returns how many numbers were put back.
+    """
+    with transaction.atomic():
+        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status == Job.Status.CANCELLED:
+            return 0
+        retried = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.FAILED).update(
+            status=NumberResult.Status.PENDING,
+            status_code=None,
+            message=None,
+            completed_at=None,
+            requires_identity_update=False,
+            needs_registration=False,
+            lease_token=None,
+            lease_expires_at=None,
+        )
+        if not retried:
+            return 0
+        now = timezone.now()
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.PROCESSING,
+            failure_count=F("failure_count") - retried,
+            completed_at=None,
+            heartbeat_at=now,
+            webhook_state=Job.WebhookState.NONE,
+            webhook_next_attempt_at=None,
+        )
+        tasks = min(settings.RESTORE_JOB_FANOUT, math.ceil(retried / _window_size(job.tenant)))
+        _enqueue_on_commit("restores.tasks.process_job", job_id, times=max(1, tasks))
+    logger.info("job %s: %s failed numbers put back in the queue", job.uuid, retried)
+    return retried
+
+
+def job_cancel(*, job_id: int) -> int:
+    """Stop a pending or processing job: numbers not yet tried end failed, then the webhook fires.
+
+    Numbers already in flight finish and are recorded; the webhook waits for
+    them. Returns how many numbers were failed without being tried.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.objects.filter(pk=job_id).only("webhook_url").first()
+        if job is None:
+            return 0
+        has_webhook = bool(job.webhook_url)
+        won = Job.objects.filter(pk=job_id, status__in=Job.ACTIVE_STATUSES).update(
+            status=Job.Status.CANCELLED,
+            completed_at=now,
+            heartbeat_at=now,
+            webhook_state=Job.WebhookState.PENDING if has_webhook else Job.WebhookState.NONE,
+            webhook_id=f"msg_{uuid.uuid4().hex}" if has_webhook else "",
+            webhook_attempts=0,
+            webhook_error=None,
+            webhook_next_attempt_at=now if has_webhook else None,
+        )
+        if not won:
+            return 0
+        failed = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING).update(
+            status=NumberResult.Status.FAILED, message=CANCELLED_MESSAGE, completed_at=now
+        )
+        if failed:
+            Job.objects.filter(pk=job_id).update(failure_count=F("failure_count") + failed)
+        if has_webhook:
+            _enqueue_on_commit("restores.tasks.deliver_webhook", job_id)
+    logger.info("job %s cancelled by staff; %s numbers not tried", job_id, failed)
+    return failed
+
+
+def job_webhook_resend(*, job_id: int) -> bool:
+    """Deliver a finished job's webhook again, as a new message (new ``webhook-id``)."""
+    now = timezone.now()
+    with transaction.atomic():
+        resent = (
+            Job.objects.filter(pk=job_id, status__in=[Job.Status.COMPLETED, Job.Status.CANCELLED])
+            .exclude(webhook_url__isnull=True)
+            .exclude(webhook_url="")
+            .update(
+                webhook_state=Job.WebhookState.PENDING,
+                webhook_id=f"msg_{uuid.uuid4().hex}",
+                webhook_attempts=0,
+                webhook_next_attempt_at=now,
+            )
+        )
+        if resent:
+            _enqueue_on_commit("restores.tasks.deliver_webhook", job_id)
+    return bool(resent)

@@ -368,3 +368,60 @@ def test_it_retries_a_failing_webhook_on_schedule_then_gives_up(
     assert [d.attempt_number for d in deliveries] == [1, 2, 3]
     assert len({d.webhook_id for d in deliveries}) == 1  # the same webhook-id on every retry
     assert job.status == Job.Status.COMPLETED  # a failing webhook never fails the job
+
+
+def test_it_refuses_a_webhook_name_that_resolves_to_loopback(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    """``localhost`` really resolves to 127.0.0.1 here: the guard looks at the address, not the name."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    hits: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            hits.append(self.path)
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    import threading
+
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+        job = _completed_job_with_webhook(owner, f"http://localhost:{server.server_address[1]}/hook")
+        delivery = services.job_webhook_deliver(job_id=job.pk, timeout=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert delivery is not None and not delivery.delivered
+    assert "is not a public address" in delivery.error
+    assert hits == []
+
+
+def test_it_stops_calling_multitel_once_it_rejects_the_tenants_credentials(
+    owner: Party, fake_multitel: Any, enqueued: Any, settings: Any
+) -> None:
+    assert owner.tenant is not None
+    owner.tenant.multitel_password = "wrong-password"
+    owner.tenant.max_concurrency = 4
+    owner.tenant.save()
+    job = _async_job(owner, 300)
+
+    services.job_process(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert job.status == Job.Status.COMPLETED
+    assert job.failure_count == 300 and job.success_count == 0
+    assert fake_multitel.state.rejected_auth <= 4  # one window of calls, not 300
+    called = NumberResult.objects.filter(job=job, attempts__gt=0)
+    assert called.count() == fake_multitel.state.rejected_auth
+    assert all("Multitel rejected this tenant's Multitel credentials" in (r.message or "") for r in called)
+    skipped = NumberResult.objects.filter(job=job, attempts=0)
+    assert set(skipped.values_list("status_code", flat=True)) == {401}
+    assert all("not tried" in (r.message or "") for r in skipped)
