@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.urls import path, re_path
 
 from portal.api_errors import json_404
+from portal.docs import PublicSchemaView, PublicSwaggerView
 from restores.api import BulkRestoreStatusView, BulkRestoreView
 
 urlpatterns = [
     path("v3/bulk_restore", BulkRestoreView.as_view(), name="bulk-restore"),
     path("v3/bulk_restore_status", BulkRestoreStatusView.as_view(), name="bulk-restore-status"),
+    path("api/schema/", PublicSchemaView.as_view(), name="api-schema"),
+    path("api/docs/", PublicSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     # Unknown API paths answer in the API's error shape, whatever DEBUG says.
     re_path(r"^v3/", json_404),

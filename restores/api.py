@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from accounts.models import ApiCredential, Tenant
 from portal.api_errors import ApiError
 from restores import selectors, services
+from restores.schema import bulk_restore_schema, bulk_restore_status_schema
 from restores.validation import SubmissionError, numbers_parse, webhook_url_validate
 
 # Any digit string is a well-formed ``number`` filter (one of more than 15 digits is simply
@@ -57,6 +58,7 @@ class BulkRestoreView(APIView):
                 raise ApiError(exc.message, code=exc.code, extra=exc.extra) from None
             return {"numbers": numbers, "webhook_url": webhook_url}
 
+    @bulk_restore_schema
     def post(self, request: Request) -> Response:
         fields = _submission_fields(request.data)
         key = idempotency_key_from(request)
@@ -146,6 +148,7 @@ class BulkRestoreStatusView(APIView):
                 raise ApiError("number must be digits only.", code="invalid_number")
             return {"job_uuid": job_uuid, "number": number}
 
+    @bulk_restore_status_schema
     def get(self, request: Request) -> Response:
         serializer = self.InputSerializer(data=request.query_params)
         serializer.is_valid(raise_exception=True)

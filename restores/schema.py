@@ -1,0 +1,173 @@
+"""The OpenAPI description of the v3 API (drf-spectacular).
+
+These serializers describe, field by field and in order, the JSON that the
+selectors build; they are not used to render responses (a 10,000-number
+status is built as plain dicts). ``tests/api/test_openapi.py`` validates real
+responses against the generated document, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
+NUMBER_PATTERN = r"^[0-9]{7,15}$"
+NUMBER_STATUSES = ["pending", "processing", "success", "failed"]
+JOB_STATUSES = ["pending", "processing", "completed", "cancelled"]
+QUEUED_STATUSES = ["pending"]
+
+
+def _timestamp(**kwargs: Any) -> serializers.CharField:
+    return serializers.CharField(help_text="UTC, `YYYY-MM-DD HH:MM:SS`.", **{"allow_null": True, **kwargs})
+
+
+class ResultSerializer(serializers.Serializer):
+    number = serializers.RegexField(NUMBER_PATTERN)
+    status = serializers.ChoiceField(NUMBER_STATUSES)
+    message = serializers.CharField(allow_null=True, help_text="null while the number is pending.")
+    status_code = serializers.IntegerField(
+        allow_null=True, help_text="Multitel's code (or the HTTP status); null while pending."
+    )
+    requires_identity_update = serializers.ChoiceField([0, 1])
+    needs_registration = serializers.ChoiceField(
+        [1], required=False, help_text="Present, as 1, only when Multitel reported it."
+    )
+
+
+class StatusResultSerializer(serializers.Serializer):
+    number = serializers.RegexField(NUMBER_PATTERN)
+    status = serializers.ChoiceField(NUMBER_STATUSES)
+    message = serializers.CharField(allow_null=True)
+    status_code = serializers.IntegerField(allow_null=True)
+    attempts = serializers.IntegerField(min_value=0)
+    started_at = _timestamp()
+    completed_at = _timestamp()
+    requires_identity_update = serializers.ChoiceField([0, 1])
+    needs_registration = serializers.ChoiceField([1], required=False)
+
+
+class _JobSummarySerializer(serializers.Serializer):
+    job_uuid = serializers.UUIDField()
+    status = serializers.ChoiceField(JOB_STATUSES)
+    total_numbers = serializers.IntegerField(min_value=1)
+    success_count = serializers.IntegerField(min_value=0)
+    failure_count = serializers.IntegerField(min_value=0)
+    webhook_url = serializers.URLField(allow_null=True)
+    created_at = _timestamp(allow_null=False)
+    started_at = _timestamp()
+    completed_at = _timestamp()
+
+
+class JobResultSerializer(_JobSummarySerializer):
+    """The synchronous answer (and the webhook payload, without ``webhook_error``)."""
+
+    results = ResultSerializer(many=True)
+    webhook_error = serializers.CharField(
+        required=False, help_text="Present only when the webhook could not be delivered."
+    )
+
+
+class JobStatusSerializer(_JobSummarySerializer):
+    results = StatusResultSerializer(many=True)
+    webhook_error = serializers.CharField(required=False)
+    filtered_number = serializers.CharField(required=False, help_text="Present with `number=`.")
+
+
+class QueuedSerializer(serializers.Serializer):
+    job_uuid = serializers.UUIDField()
+    status = serializers.ChoiceField(QUEUED_STATUSES)
+    total_numbers = serializers.IntegerField(min_value=1)
+    webhook_url = serializers.URLField(allow_null=True)
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = serializers.CharField(help_text="A stable, machine-readable code.")
+    message = serializers.CharField(help_text="A sentence for a person.")
+
+
+class SubmissionSerializer(serializers.Serializer):
+    numbers = serializers.ListField(
+        child=serializers.RegexField(NUMBER_PATTERN),
+        required=False,
+        help_text="Digit-only phone numbers, 7 to 15 digits (E.164 without +).",
+    )
+    numbers_text = serializers.CharField(
+        required=False, help_text="The same, one per line (\\n or \\r\\n); blank lines ignored."
+    )
+    webhook_url = serializers.URLField(
+        required=False,
+        allow_null=True,
+        max_length=2048,
+        help_text="Absolute http(s) URL on a public address.",
+    )
+
+
+class BasicAuthScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.authentication.ApiCredentialAuthentication"
+    name = "basicAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "http", "scheme": "basic"}
+
+
+def _errors(*codes: int) -> dict[int, OpenApiResponse]:
+    return {code: OpenApiResponse(ErrorSerializer) for code in codes}
+
+
+bulk_restore_schema = extend_schema(
+    operation_id="bulk_restore",
+    summary="Restore numbers in bulk",
+    description=(
+        "Up to `SYNC_MAX_NUMBERS` (10) numbers are restored synchronously and concurrently (200); "
+        "more are queued (202), and the result is POSTed to `webhook_url` and can be polled."
+    ),
+    request={
+        "application/json": SubmissionSerializer,
+        "application/x-www-form-urlencoded": SubmissionSerializer,
+        "multipart/form-data": SubmissionSerializer,
+    },
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key",
+            str,
+            OpenApiParameter.HEADER,
+            required=False,
+            description="At most 255 characters; the same key and body within 24 hours get the first answer.",
+        )
+    ],
+    responses={
+        200: JobResultSerializer,
+        202: QueuedSerializer,
+        **_errors(400, 401, 403, 409, 413, 415, 422, 429),
+    },
+    examples=[
+        OpenApiExample(
+            "Three numbers",
+            value={"numbers": ["15551230111", "15551230112", "15551230113"]},
+            request_only=True,
+        )
+    ],
+)
+
+bulk_restore_status_schema = extend_schema(
+    operation_id="bulk_restore_status",
+    summary="The state of a job",
+    parameters=[
+        OpenApiParameter(
+            "job_uuid", str, OpenApiParameter.QUERY, required=True, description="From the POST."
+        ),
+        OpenApiParameter(
+            "number",
+            str,
+            OpenApiParameter.QUERY,
+            required=False,
+            description="Digits only; narrows `results`.",
+        ),
+    ],
+    responses={200: JobStatusSerializer, **_errors(400, 401, 403, 404, 429)},
+)
