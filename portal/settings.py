@@ -132,7 +132,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.authentication.IsActiveTenant"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "portal.parsers.StrictJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
@@ -214,6 +214,9 @@ CACHES: dict[str, Any] = {
 # client address, as "N/s", "N/min", "N/h" or "N/day"; "off" disables one.
 API_THROTTLE_RATE: str = env.str("API_THROTTLE_RATE", default="600/min")
 AUTH_FAILURE_RATE: str = env.str("AUTH_FAILURE_RATE", default="20/min")
+# Who may read /metrics: these networks, or a request with "Authorization: Bearer <METRICS_TOKEN>".
+METRICS_ALLOWED_IPS: list[str] = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
 # Hours an Idempotency-Key is remembered.
 IDEMPOTENCY_KEY_HOURS: int = env.int("IDEMPOTENCY_KEY_HOURS", default=24)
 Q_TASK_TIMEOUT = env.int("Q_TASK_TIMEOUT", default=600)
@@ -241,18 +244,32 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
-# --- Logging: never log credentials; requests' and urllib3's debug logs are off.
+# --- Logging: JSON lines (LOG_FORMAT=json) or plain text, with the job and tenant
+# each line concerns. Credentials are never logged; urllib3's debug logs are off.
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT: str = env.str("LOG_FORMAT", default="json")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "portal.logs.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "portal.logs.JsonFormatter"},
+        "plain": {
+            "()": "portal.logs.PlainFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "django-q": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "urllib3": {"level": "WARNING"},
         "django.db.backends": {"level": "WARNING"},
     },

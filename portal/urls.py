@@ -3,11 +3,16 @@ from django.urls import path, re_path
 
 from portal.api_errors import json_404
 from portal.docs import PublicSchemaView, PublicSwaggerView
+from portal.health import healthz, readyz
+from portal.metrics import metrics
 from restores.api import BulkRestoreStatusView, BulkRestoreView
 
 urlpatterns = [
     path("v3/bulk_restore", BulkRestoreView.as_view(), name="bulk-restore"),
     path("v3/bulk_restore_status", BulkRestoreStatusView.as_view(), name="bulk-restore-status"),
+    path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("api/schema/", PublicSchemaView.as_view(), name="api-schema"),
     path("api/docs/", PublicSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("admin/", admin.site.urls),

@@ -29,6 +29,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import ApiCredential, Tenant
+from portal.logs import log_context
 from restores import webhooks
 from restores.models import IdempotencyKey, Job, NumberResult, UpstreamAttempt, WebhookDelivery
 from restores.multitel import MultitelClient, RestoreOutcome
@@ -122,9 +123,11 @@ def job_submit(
     """Accept a submission: restore it now (small jobs) or queue it (large ones)."""
     started = time.monotonic()
     job = job_create(tenant=tenant, credential=credential, numbers=numbers, webhook_url=webhook_url)
-    if job.is_sync:
-        job_run_sync(job=job, started=started)
-        job.refresh_from_db()
+    with log_context(job_uuid=job.uuid, tenant=tenant.name):
+        logger.info("job accepted: %s numbers, %s", len(numbers), "synchronous" if job.is_sync else "queued")
+        if job.is_sync:
+            job_run_sync(job=job, started=started)
+            job.refresh_from_db()
     return job
 
 
@@ -393,17 +396,19 @@ def job_process(*, job_id: int) -> None:
     job = Job.objects.select_related("tenant").filter(pk=job_id).first()
     if job is None or job.status not in Job.ACTIVE_STATUSES:
         return
-    now = timezone.now()
-    Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
-        status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now
-    )
-    slice_ends = time.monotonic() + settings.RESTORE_TASK_SLICE_SECONDS
-    stopped_early = _restore_window(job=job, limit=_window_size(job.tenant), slice_ends=slice_ends)
-    pending = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING)
-    if stopped_early and pending.exists():
-        _enqueue("restores.tasks.process_job", job_id)
-        return
-    job_complete_if_done(job_id=job_id)
+    with log_context(job_uuid=job.uuid, tenant=job.tenant.name):
+        now = timezone.now()
+        if Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
+            status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now
+        ):
+            logger.info("job started: %s numbers", job.total_numbers)
+        slice_ends = time.monotonic() + settings.RESTORE_TASK_SLICE_SECONDS
+        stopped_early = _restore_window(job=job, limit=_window_size(job.tenant), slice_ends=slice_ends)
+        pending = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING)
+        if stopped_early and pending.exists():
+            _enqueue("restores.tasks.process_job", job_id)
+            return
+        job_complete_if_done(job_id=job_id)
 
 
 def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
@@ -416,7 +421,7 @@ def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
         return False
     now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.filter(pk=job_id).only("webhook_url").first()
+        job = Job.objects.filter(pk=job_id).only("uuid", "webhook_url").first()
         if job is None:
             return False
         has_webhook = bool(job.webhook_url)
@@ -433,7 +438,7 @@ def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
         if won and has_webhook and enqueue_webhook:
             _enqueue_on_commit("restores.tasks.deliver_webhook", job_id)
     if won:
-        logger.info("job %s completed", job_id)
+        logger.info("job completed", extra={"job_uuid": str(job.uuid)})
     return bool(won)
 
 
@@ -472,6 +477,13 @@ def job_webhook_deliver(*, job_id: int, timeout: float | None = None) -> Webhook
         return None
     job = Job.objects.select_related("tenant").get(pk=job_id)
     assert job.webhook_url
+    with log_context(job_uuid=job.uuid, tenant=job.tenant.name):
+        return _webhook_deliver(job=job, now=now, timeout=timeout)
+
+
+def _webhook_deliver(*, job: Job, now: datetime, timeout: float) -> WebhookDelivery | None:
+    assert job.webhook_url
+    job_id = job.pk
     if NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PROCESSING).exists():
         # A cancelled job still has calls in flight: deliver once they are recorded.
         Job.objects.filter(pk=job_id).update(webhook_next_attempt_at=now + timedelta(seconds=5))
