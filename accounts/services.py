@@ -7,7 +7,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import Group, Permission
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.hashing import hash_secret, new_salt
@@ -93,3 +97,91 @@ def tenant_rotate_webhook_secret(*, tenant: Tenant) -> str:
     tenant.webhook_secret = webhook_secret_generate()
     tenant.save(update_fields=["webhook_secret", "updated_at"])
     return tenant.webhook_secret
+
+
+@transaction.atomic
+def tenant_onboard(
+    *,
+    name: str,
+    multitel_username: str,
+    multitel_password: str,
+    api_username: str,
+    is_active: bool = True,
+    max_concurrency: int = 10,
+) -> CreatedTenant:
+    """Create a tenant and its first API credential with a generated secret (admin's add form).
+
+    The API secret and the webhook signing secret are in the result, to be shown once.
+    """
+    created = tenant_create(
+        name=name,
+        api_username=api_username,
+        api_password=api_secret_generate(),
+        multitel_username=multitel_username,
+        multitel_password=multitel_password,
+        max_concurrency=max_concurrency,
+    )
+    if not is_active:
+        created.tenant.is_active = False
+        created.tenant.save(update_fields=["is_active", "updated_at"])
+    return created
+
+
+# --- Staff roles ------------------------------------------------------------------------
+
+OPERATORS_GROUP = "Operators"
+AUDITORS_GROUP = "Auditors"
+
+# Auditors see everything (never the secrets) and change nothing.
+AUDITOR_PERMISSIONS = (
+    "accounts.view_tenant",
+    "accounts.view_apicredential",
+    "restores.view_job",
+    "restores.view_numberresult",
+    "restores.view_upstreamattempt",
+    "restores.view_webhookdelivery",
+    "admin.view_logentry",
+)
+# Operators also manage tenants and credentials and run the job actions.
+OPERATOR_PERMISSIONS = (
+    *AUDITOR_PERMISSIONS,
+    "accounts.add_tenant",
+    "accounts.change_tenant",
+    "accounts.change_apicredential",
+    "restores.operate_job",
+)
+STAFF_ROLES = {"operator": OPERATORS_GROUP, "auditor": AUDITORS_GROUP}
+ROLE_PERMISSIONS = {OPERATORS_GROUP: OPERATOR_PERMISSIONS, AUDITORS_GROUP: AUDITOR_PERMISSIONS}
+
+
+@transaction.atomic
+def staff_roles_sync() -> dict[str, Group]:
+    """Make sure the Operators and Auditors groups exist with exactly their permissions."""
+    groups: dict[str, Group] = {}
+    for name, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        wanted = Q(pk__in=[])
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            wanted |= Q(content_type__app_label=app_label, codename=codename)
+        found = list(Permission.objects.filter(wanted).select_related("content_type"))
+        if len(found) != len(perms):
+            missing = set(perms) - {f"{p.content_type.app_label}.{p.codename}" for p in found}
+            raise LookupError(f"permissions missing (run migrate): {', '.join(sorted(missing))}")
+        group.permissions.set(found)
+        groups[name] = group
+    return groups
+
+
+@transaction.atomic
+def staff_user_create(*, username: str, password: str, role: str, email: str = "") -> AbstractBaseUser:
+    """A staff user (not a superuser) in the group of ``role`` (``operator`` or ``auditor``)."""
+    if role not in STAFF_ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(STAFF_ROLES)}")
+    group = staff_roles_sync()[STAFF_ROLES[role]]
+    User = get_user_model()
+    user = User.objects.create_user(username=username, email=email, password=password)
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.groups.add(group)
+    return user

@@ -52,6 +52,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("operate_job", "Can retry, cancel, resend the webhook of and export jobs")]
         indexes = [
             models.Index(fields=["tenant", "-created_at"], name="job_tenant_created"),
             models.Index(fields=["-created_at"], name="job_created"),

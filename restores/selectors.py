@@ -7,7 +7,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from accounts.models import Tenant
+from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
+
+from accounts.models import ApiCredential, Tenant
 from restores.models import Job, NumberResult
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -173,3 +176,54 @@ def results_export_rows(*, job_ids: Iterable[int]) -> Iterable[list[Any]]:
             timestamp(started) or "",
             timestamp(completed) or "",
         ]
+
+
+# --- Staff portal (admin) ---------------------------------------------------------------
+
+# The job page shows the status payload in full only up to this many numbers.
+STATUS_PREVIEW_RESULTS = 200
+
+
+def job_status_payload_preview(
+    *, job: Job, limit: int = STATUS_PREVIEW_RESULTS
+) -> tuple[dict[str, Any], bool]:
+    """The body of CONTRACT 2 with at most ``limit`` results (in submission order), and
+    whether it was cut short. One query, however large the job."""
+    payload = job_summary(job)
+    rows = NumberResult.objects.filter(job=job).order_by("position").values(*RESULT_FIELDS)[: limit + 1]
+    entries = [result_entry(row, detailed=True) for row in rows]
+    truncated = len(entries) > limit
+    payload["results"] = entries[:limit]
+    if job.webhook_error:
+        payload["webhook_error"] = job.webhook_error
+    return payload, truncated
+
+
+def job_ids_with_number(*, number: str) -> QuerySet[NumberResult, Any]:
+    """A subquery of the ids of every job that contains ``number`` (exact; uses its index)."""
+    return NumberResult.objects.filter(number=number).values("job_id")
+
+
+def tenants_with_activity(*, queryset: QuerySet[Tenant], since: datetime) -> QuerySet[Tenant]:
+    """Tenants annotated with their jobs since ``since`` and what became of their numbers, and
+    the last use of any of their API credentials: one query with correlated subqueries, each
+    served by an index (``job_tenant_created``), never a row-by-row lookup.
+
+    ``jobs_recent``, ``numbers_succeeded_recent``, ``numbers_failed_recent`` and ``last_api_use``.
+    """
+    recent = Job.objects.filter(tenant=OuterRef("pk"), created_at__gte=since).order_by().values("tenant")
+
+    def _agg(aggregate: Any) -> Subquery:
+        return Subquery(recent.annotate(value=aggregate).values("value")[:1])
+
+    last_use = (
+        ApiCredential.objects.filter(tenant=OuterRef("pk"), last_used_at__isnull=False)
+        .order_by("-last_used_at")
+        .values("last_used_at")[:1]
+    )
+    return queryset.annotate(
+        jobs_recent=Coalesce(_agg(Count("pk")), 0),
+        numbers_succeeded_recent=Coalesce(_agg(Sum("success_count")), 0),
+        numbers_failed_recent=Coalesce(_agg(Sum("failure_count")), 0),
+        last_api_use=Subquery(last_use),
+    )
