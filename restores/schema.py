@@ -11,11 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
 
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
 NUMBER_PATTERN = r"^[0-9]{7,15}$"
+DIGITS_PATTERN = r"^[0-9]+$"
+IDEMPOTENCY_KEY_PATTERN = r"^[ -~]+$"
 NUMBER_STATUSES = ["pending", "processing", "success", "failed"]
 JOB_STATUSES = ["pending", "processing", "completed", "cancelled"]
 QUEUED_STATUSES = ["pending"]
@@ -134,10 +137,13 @@ bulk_restore_schema = extend_schema(
     parameters=[
         OpenApiParameter(
             "Idempotency-Key",
-            str,
+            {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
             OpenApiParameter.HEADER,
             required=False,
-            description="At most 255 characters; the same key and body within 24 hours get the first answer.",
+            description=(
+                "1 to 255 printable ASCII characters; the same key and body within 24 hours "
+                "get the first answer."
+            ),
         )
     ],
     responses={
@@ -159,14 +165,19 @@ bulk_restore_status_schema = extend_schema(
     summary="The state of a job",
     parameters=[
         OpenApiParameter(
-            "job_uuid", str, OpenApiParameter.QUERY, required=True, description="From the POST."
+            "job_uuid",
+            OpenApiTypes.UUID,
+            OpenApiParameter.QUERY,
+            required=True,
+            description="From the POST. Anything that is not a UUID is answered with 400.",
         ),
         OpenApiParameter(
             "number",
             str,
             OpenApiParameter.QUERY,
             required=False,
-            description="Digits only; narrows `results`.",
+            pattern=DIGITS_PATTERN,
+            description="Digits only (anything else: 400); narrows `results`. Not part of the job: 404.",
         ),
     ],
     responses={200: JobStatusSerializer, **_errors(400, 401, 403, 404, 429)},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,6 +151,8 @@ def webhook_url_validate(value: Any) -> str | None:
         raise SubmissionError("invalid_webhook_url", "webhook_url must be an absolute http or https URL.")
     if any(c.isspace() for c in value) or parts.username or parts.password:
         raise SubmissionError("invalid_webhook_url", "webhook_url must not contain spaces or credentials.")
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise SubmissionError("invalid_webhook_url", "webhook_url must not contain control characters.")
     if port == 0:
         raise SubmissionError("invalid_webhook_url", "webhook_url has an invalid port.")
     address = literal_ip(parts.hostname or "")

@@ -283,3 +283,14 @@ def test_it_reads_secrets_after_an_encryption_key_rotation(db, fresh_keys):
     crypto._fernet.cache_clear()
     with pytest.raises(ValueError, match="cannot decrypt"):
         Tenant.objects.get(pk=tenant.pk)
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_username_with_a_nul_character_with_401(owner: Any) -> None:
+    client = APIClient()
+    token = base64.b64encode(b"owner-api\x00:secret").decode()
+
+    response = client.get("/v3/bulk_restore_status?job_uuid=x", HTTP_AUTHORIZATION=f"Basic {token}")
+
+    assert response.status_code == 401
+    assert response.json()["error"] == "authentication_failed"

@@ -391,6 +391,16 @@ def test_it_rejects_a_webhook_url_that_is_not_an_absolute_http_url(url: str) -> 
     assert caught.value.code == "invalid_webhook_url"
 
 
+@pytest.mark.parametrize(
+    "url", ["https://client.example.com/\x00", "https://client.example.com/a\x7fb", "http://8.8.8.8/\x1b"]
+)
+def test_it_rejects_a_webhook_url_with_control_characters(url: str) -> None:
+    with pytest.raises(SubmissionError) as caught:
+        webhook_url_validate(url)
+    assert caught.value.code == "invalid_webhook_url"
+    assert caught.value.message == "webhook_url must not contain control characters."
+
+
 @pytest.mark.parametrize("value", [123, ["https://client.example.com/"], {"url": "x"}, True])
 def test_it_rejects_a_webhook_url_that_is_not_a_string(value: Any) -> None:
     with pytest.raises(SubmissionError) as caught:
