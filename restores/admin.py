@@ -19,25 +19,32 @@ import json
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, StreamingHttpResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from accounts.admin import TenantListFilter
+from accounts.admin import CappedCountPaginator, TenantListFilter
 from restores import services
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
 from restores.selectors import (
     EXPORT_COLUMNS,
     STATUS_PREVIEW_RESULTS,
+    OverviewBucket,
+    OverviewWindow,
     job_ids_with_number,
     job_status_payload_preview,
+    overview,
     results_export_rows,
 )
 
@@ -218,10 +225,23 @@ class HttpStatusFilter(StatusCodeFilter):
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records: visible to staff with view permission, never added, changed or deleted."""
+    """Audit records: visible to staff with view permission, never added, changed or deleted.
+
+    Lists count at most ``CappedCountPaginator.COUNT_CAP`` rows, and sort only by indexed columns.
+    """
 
     show_full_result_count = False
+    paginator = CappedCountPaginator
     list_per_page = 50
+    sortable_by: ClassVar[list[str] | tuple[str, ...] | None] = ()
+    # The order while the list is filtered by tenant: newest jobs first, through the tenant's jobs
+    # (index job_tenant_created), then each job's rows by their own index; empty: the usual order.
+    tenant_ordering: ClassVar[list[str]] = []
+
+    def get_ordering(self, request: HttpRequest) -> Any:
+        if self.tenant_ordering and request.GET.get(ViaJobTenantFilter.parameter_name):
+            return self.tenant_ordering
+        return super().get_ordering(request)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -267,6 +287,244 @@ def _csv_stream(job_ids: Sequence[int]) -> Iterator[str]:
         yield "".join(buffer)
 
 
+# --- Overview charts (server-rendered SVG) ----------------------------------------------
+
+CHART_WIDTH = 560
+CHART_HEIGHT = 200
+STATUS_COLORS = {
+    Job.Status.PENDING: "#8c8c8c",
+    Job.Status.PROCESSING: "#2f80c4",
+    Job.Status.COMPLETED: "#3c9a5f",
+    Job.Status.CANCELLED: "#c77c13",
+}
+GOOD_COLOR = "#3c9a5f"
+BAD_COLOR = "#ba2121"
+
+
+def _nice_ceiling(value: int) -> int:
+    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
+    if value <= 0:
+        return 1
+    magnitude = 1
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for step in (1, 2, 2.5, 5, 10):
+        if step * magnitude >= value:
+            return int(step * magnitude)
+    return 10 * magnitude  # not reached: 10 times the magnitude is always enough
+
+
+def _bucket_label(start: datetime, unit: str) -> str:
+    return start.strftime("%H:00") if unit == "hour" else start.strftime("%a %d %b")
+
+
+def svg_column_chart(
+    buckets: Sequence[OverviewBucket], *, unit: str, good: str, bad: str, title: str
+) -> SafeString:
+    """Stacked columns of ``good`` (green) and ``bad`` (red) per hour or day, with a y-axis and a legend."""
+    left, right, top, bottom = 48, 8, 26, 22
+    plot_w, plot_h = CHART_WIDTH - left - right, CHART_HEIGHT - top - bottom
+    ceiling = _nice_ceiling(max((b.good + b.bad for b in buckets), default=0))
+    slot = plot_w / max(1, len(buckets))
+    bar = max(2.0, slot * 0.72)
+    label_every = 1 if len(buckets) <= 12 else 3
+
+    def y(value: float) -> float:
+        return top + plot_h - plot_h * value / ceiling
+
+    parts: list[SafeString] = []
+    for fraction in (0, 0.5, 1):
+        value = ceiling * fraction
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
+                left,
+                CHART_WIDTH - right,
+                f"{y(value):.1f}",
+                f"{y(value):.1f}",
+                left - 6,
+                f"{y(value) + 4:.1f}",
+                f"{value:,.0f}" if value == int(value) else f"{value:,.1f}",
+            )
+        )
+    for index, bucket in enumerate(buckets):
+        x = left + index * slot + (slot - bar) / 2
+        label = _bucket_label(bucket.start, unit)
+        tip = f"{label}: {bucket.good:,} {good}, {bucket.bad:,} {bad}"
+        good_top, bad_top = y(bucket.good), y(bucket.good + bucket.bad)
+        parts.append(
+            format_html(
+                '<g class="column"><title>{}</title>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"/>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"/></g>',
+                tip,
+                f"{x:.1f}",
+                f"{good_top:.1f}",
+                f"{bar:.1f}",
+                f"{top + plot_h - good_top:.1f}",
+                GOOD_COLOR,
+                f"{x:.1f}",
+                f"{bad_top:.1f}",
+                f"{bar:.1f}",
+                f"{good_top - bad_top:.1f}",
+                BAD_COLOR,
+            )
+        )
+        if index % label_every == 0:
+            parts.append(
+                format_html(
+                    '<text class="axis" x="{}" y="{}" text-anchor="middle">{}</text>',
+                    f"{x + bar / 2:.1f}",
+                    CHART_HEIGHT - 6,
+                    label.split(" ")[0] if unit == "day" else label,
+                )
+            )
+    legend = format_html(
+        '<rect x="{}" y="6" width="10" height="10" fill="{}"/><text class="legend" x="{}" y="15">{}</text>'
+        '<rect x="{}" y="6" width="10" height="10" fill="{}"/><text class="legend" x="{}" y="15">{}</text>',
+        left,
+        GOOD_COLOR,
+        left + 14,
+        good,
+        left + 110,
+        BAD_COLOR,
+        left + 124,
+        bad,
+    )
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">'
+        "<title>{}</title>{}{}</svg>",
+        CHART_WIDTH,
+        CHART_HEIGHT,
+        title,
+        title,
+        legend,
+        format_html_join("", "{}", ((part,) for part in parts)),
+    )
+
+
+def svg_bar_chart(rows: Sequence[tuple[str, int, int, str]], *, title: str, unit: str) -> SafeString:
+    """Horizontal bars: (label, value, of which bad, colour); the bad share is drawn in red."""
+    left, right, row_h = 150, 90, 26
+    height = max(1, len(rows)) * row_h + 8
+    plot_w = CHART_WIDTH - left - right
+    ceiling = max((value for _, value, _, _ in rows), default=0) or 1
+    parts: list[SafeString] = []
+    for index, (label, value, bad_value, color) in enumerate(rows):
+        y = 4 + index * row_h
+        width = plot_w * value / ceiling
+        bad_width = plot_w * bad_value / ceiling
+        shown = label if len(label) <= 22 else label[:21] + "…"
+        tip = f"{label}: {value:,} {unit}" + (f", {bad_value:,} failed" if bad_value else "")
+        parts.append(
+            format_html(
+                '<g class="bar"><title>{}</title>'
+                '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"/>'
+                '<rect x="{}" y="{}" width="{}" height="{}" fill="{}"/>'
+                '<text class="value" x="{}" y="{}">{}</text></g>',
+                tip,
+                left - 8,
+                y + 16,
+                shown,
+                left,
+                y + 3,
+                f"{width:.1f}",
+                row_h - 8,
+                color,
+                f"{left + width - bad_width:.1f}",
+                y + 3,
+                f"{bad_width:.1f}",
+                row_h - 8,
+                BAD_COLOR,
+                f"{left + width + 6:.1f}",
+                y + 16,
+                f"{value:,}",
+            )
+        )
+    if not rows:
+        parts.append(
+            format_html('<text class="axis" x="{}" y="20">{}</text>', left, "nothing in this window")
+        )
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {} {}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">'
+        "<title>{}</title>{}</svg>",
+        CHART_WIDTH,
+        height,
+        title,
+        title,
+        format_html_join("", "{}", ((part,) for part in parts)),
+    )
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def _jobs_url(**params: Any) -> str:
+    return f"{_admin_url(Job, 'changelist')}?{urlencode(params)}"
+
+
+def overview_context(window: OverviewWindow) -> dict[str, Any]:
+    """The charts and figures of one window of the overview page."""
+    since = window.since.isoformat(sep=" ")
+    until = window.until.isoformat(sep=" ")
+    in_window = {"created_at__gte": since, "created_at__lt": until}
+    label = window.label.lower()
+    statuses = [
+        (str(Job.Status(status).label), count, 0, STATUS_COLORS[Job.Status(status)])
+        for status, count in window.jobs_by_status.items()
+    ]
+    tenants = [(t.name, t.numbers, t.failed, GOOD_COLOR) for t in window.busiest_tenants]
+    done = window.numbers_restored + window.numbers_failed
+    rate = window.upstream_error_rate
+    return {
+        "window": window,
+        "figures": [
+            ("jobs", f"{window.jobs_total:,}", _jobs_url(**in_window)),
+            ("numbers restored", f"{window.numbers_restored:,}", None),
+            (
+                "numbers failed",
+                f"{window.numbers_failed:,} ({_percent(window.numbers_failed, done)})",
+                _jobs_url(has_failures="yes", **in_window),
+            ),
+            ("upstream calls", f"{window.upstream_calls:,}", None),
+            ("upstream error rate", "-" if rate is None else f"{100 * rate:.1f}%", None),
+            (
+                "upstream p95 latency",
+                "-" if window.upstream_p95_ms is None else f"{window.upstream_p95_ms:,} ms",
+                None,
+            ),
+            ("failed webhook deliveries", f"{window.webhook_deliveries_failed:,}", None),
+            (
+                "jobs with a failing webhook",
+                f"{window.webhooks_failing:,}",
+                _jobs_url(webhook_failing="yes", **in_window),
+            ),
+        ],
+        "jobs_chart": svg_bar_chart(statuses, title=f"Jobs by status, {label}", unit="jobs"),
+        "numbers_chart": svg_column_chart(
+            window.numbers, unit=window.unit, good="restored", bad="failed", title=f"Numbers, {label}"
+        ),
+        "upstream_chart": svg_column_chart(
+            window.attempts,
+            unit=window.unit,
+            good="succeeded",
+            bad="errors",
+            title=f"Upstream calls, {label}",
+        ),
+        "webhook_chart": svg_column_chart(
+            window.deliveries,
+            unit=window.unit,
+            good="delivered",
+            bad="failed",
+            title=f"Webhook deliveries, {label}",
+        ),
+        "tenants_chart": svg_bar_chart(tenants, title=f"Busiest tenants, {label}", unit="numbers"),
+    }
+
+
 # --- Jobs ------------------------------------------------------------------------------
 
 
@@ -277,8 +535,8 @@ class JobAdmin(ReadOnlyAdmin):
         "tenant",
         "status",
         "progress",
-        "success_count",
-        "failure_count",
+        "succeeded",
+        "failed",
         "created_at",
         "duration",
         "webhook",
@@ -291,6 +549,7 @@ class JobAdmin(ReadOnlyAdmin):
         WebhookFailingFilter,
     ]
     list_select_related = ["tenant"]
+    sortable_by = ["created_at"]
     search_fields = ["=uuid"]  # the search box; get_search_results does the work
     search_help_text = "A job UUID, or a phone number (digits only, exact): every job that contains it."
     actions = ["retry_failed", "resend_webhook", "cancel", "export_results_csv"]
@@ -379,17 +638,26 @@ class JobAdmin(ReadOnlyAdmin):
             total,
         )
 
+    @admin.display(description="succeeded")
+    def succeeded(self, obj: Job) -> int:
+        return obj.success_count
+
+    @admin.display(description="failed")
+    def failed(self, obj: Job) -> int:
+        return obj.failure_count
+
     @admin.display(description="duration")
     def duration(self, obj: Job) -> str:
         return _duration(obj.started_at, obj.completed_at)
 
-    @admin.display(description="webhook", ordering="webhook_state")
+    @admin.display(description="webhook")
     def webhook(self, obj: Job) -> str:
-        if obj.webhook_state in WEBHOOK_FAILING_STATES:
-            return f"failing ({obj.get_webhook_state_display()})"
-        if obj.webhook_state == Job.WebhookState.NONE and obj.webhook_url:
-            return "not sent yet"
-        return str(obj.get_webhook_state_display())
+        """Delivered, failing (or given up), pending, or none."""
+        if obj.webhook_state == Job.WebhookState.FAILED:
+            return "failing (gave up)"
+        if obj.webhook_state == Job.WebhookState.NONE:
+            return "not sent yet" if obj.webhook_url else "none"
+        return str(obj.webhook_state)
 
     # --- Page ---
 
@@ -419,6 +687,27 @@ class JobAdmin(ReadOnlyAdmin):
                 _changelist_link(NumberResult, "all its numbers", job__id__exact=obj.pk),
             )
         return format_html('{}<pre class="job-status-payload">{}</pre>', note, json.dumps(payload, indent=2))
+
+    # --- Overview page ---
+
+    def get_urls(self) -> list[URLPattern]:
+        overview_url = path(
+            "overview/", self.admin_site.admin_view(self.overview_view), name="restores_overview"
+        )
+        return [overview_url, *super().get_urls()]
+
+    def overview_view(self, request: HttpRequest) -> HttpResponse:
+        """The last 24 hours and 7 days at a glance, for everyone who may see jobs."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Overview",
+            "subtitle": None,
+            "opts": self.opts,
+            "windows": [overview_context(window) for window in overview(now=timezone.now())],
+        }
+        return TemplateResponse(request, "admin/restores/overview.html", context)
 
     # --- Actions (operators) ---
 
@@ -476,7 +765,19 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Export selected jobs' results as CSV", permissions=["operate"])
     def export_results_csv(self, request: HttpRequest, queryset: QuerySet[Job]) -> StreamingHttpResponse:
-        job_ids = list(self._selected(queryset).values_list("pk", flat=True))
+        jobs = list(self._selected(queryset))
+        job_ids = [job.pk for job in jobs]
+        # Exports take tenants' data out of the portal: recorded like the other actions (one insert).
+        user_id = request.user.pk
+        assert user_id is not None  # admin views are for logged-in staff only
+        LogEntry.objects.log_actions(
+            user_id=user_id,
+            queryset=jobs,
+            action_flag=CHANGE,
+            change_message="Exported its results as CSV.",
+        )
+        # Shown on the next page the operator opens (this response is the file).
+        self.message_user(request, f"Exported the results of {len(jobs)} job(s) as CSV.")
         response = StreamingHttpResponse(_csv_stream(job_ids), content_type="text/csv; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response["Content-Disposition"] = f'attachment; filename="restore-results-{stamp}.csv"'
@@ -512,6 +813,7 @@ class NumberResultAdmin(ReadOnlyAdmin):
     search_help_text = "A phone number (digits only, exact)."
     # Newest jobs first, each job's numbers in submission order (index result_job_position).
     ordering = ["-job_id", "position"]
+    tenant_ordering = ["-job__created_at", "position"]
     fields = [
         "number",
         "job_link",
@@ -601,6 +903,8 @@ class UpstreamAttemptAdmin(ReadOnlyAdmin):
         SelectedResultFilter,
     ]
     list_select_related = ["result"]
+    sortable_by = ["started_at"]
+    tenant_ordering = ["-job__created_at", "-started_at"]
     search_fields = ["=result__number"]
     search_help_text = "A phone number (digits only, exact)."
     fields = [
@@ -666,6 +970,8 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
         SelectedJobFilter,
     ]
     list_select_related = ["job"]
+    sortable_by = ["started_at"]
+    tenant_ordering = ["-job__created_at", "-started_at"]
     search_fields = ["=job__uuid"]
     search_help_text = "A job UUID."
     fields = [

@@ -66,6 +66,13 @@ class Job(models.Model):
                 name="job_webhook_due",
                 condition=Q(webhook_state__in=["pending", "failing"]),
             ),
+            # Staff portal: the job list filtered by status, or by a failing webhook, newest first.
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(
+                fields=["-created_at"],
+                name="job_webhook_failing",
+                condition=Q(webhook_state__in=["failing", "failed"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -125,6 +132,15 @@ class NumberResult(models.Model):
                 condition=Q(status="processing"),
             ),
             models.Index(fields=["number"], name="result_number"),
+            # Staff portal: the result list's filters (counted and listed by index, newest job first).
+            models.Index(fields=["job", "position"], name="result_failed", condition=Q(status="failed")),
+            models.Index(fields=["status_code", "job"], name="result_status_code"),
+            models.Index(
+                fields=["job"], name="result_identity_update", condition=Q(requires_identity_update=True)
+            ),
+            models.Index(
+                fields=["job"], name="result_needs_registration", condition=Q(needs_registration=True)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -160,6 +176,9 @@ class UpstreamAttempt(models.Model):
             models.Index(fields=["job", "started_at"], name="attempt_job_started"),
             models.Index(fields=["result", "attempt_number"], name="attempt_result"),
             models.Index(fields=["-started_at"], name="attempt_started"),
+            # Staff portal: the attempt list filtered by outcome or HTTP status, newest first.
+            models.Index(fields=["outcome", "-started_at"], name="attempt_outcome_started"),
+            models.Index(fields=["http_status", "-started_at"], name="attempt_http_status_started"),
         ]
 
     def __str__(self) -> str:
