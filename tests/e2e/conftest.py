@@ -36,6 +36,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class GiveUp(AssertionError):
+    """Raised by a ``wait_until`` check when waiting longer cannot help (a process died)."""
+
+
 def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -44,6 +48,8 @@ def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.
             value = check()
             if value:
                 return value
+        except GiveUp:
+            raise
         except Exception as exc:
             last_error = exc
         time.sleep(interval)
@@ -69,6 +75,9 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[ReceivedHook] = []
         self.status_for: dict[str, int] = {}
+        # Statuses answered in turn (then ``status_for``), and headers added, per path.
+        self.statuses_for: dict[str, list[int]] = {}
+        self.headers_for: dict[str, dict[str, str]] = {}
         self.lock = threading.Lock()
         receiver = self
 
@@ -83,8 +92,12 @@ class WebhookReceiver:
                     receiver.received.append(
                         ReceivedHook(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     )
-                    status = receiver.status_for.get(self.path, 200)
+                    queued = receiver.statuses_for.get(self.path)
+                    status = queued.pop(0) if queued else receiver.status_for.get(self.path, 200)
+                    extra = dict(receiver.headers_for.get(self.path, {}))
                 self.send_response(status)
+                for key, value in extra.items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -159,6 +172,21 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
 
+    def group_gone(self, pgid: int) -> bool:
+        """True once no process of the process group ``pgid`` is left."""
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    def running(self, name: str) -> bool:
+        """True while the process is up; raises ``GiveUp`` (with its log) once it has exited."""
+        proc = self.processes[name]
+        if proc.poll() is not None:
+            raise GiveUp(f"{name} exited with {proc.returncode}:\n{self.log(name)[-3000:]}")
+        return True
+
     def log(self, name: str) -> str:
         path = self.tmp / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -177,7 +205,11 @@ class Stack:
 
     def start_worker(self, name: str, workers: int = 2) -> None:
         self.start(name, "manage.py", "qcluster", extra_env={"WORKER_NAME": name, "Q_WORKERS": str(workers)})
-        wait_until(lambda: "running" in self.log(name).lower(), timeout=30, what=f"{name} to start")
+        wait_until(
+            lambda: self.running(name) and "running" in self.log(name).lower(),
+            timeout=30,
+            what=f"{name} to start",
+        )
 
     # tenants and API
     def create_tenant(self, name: str, max_concurrency: int = 10) -> Tenant:
@@ -239,7 +271,15 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     """Build a stack: ``make_stack(latency_ms=..., workers=[...], **env)``."""
     built: list[tuple[Stack, Callable[[], None]]] = []
 
-    def build(*, latency_ms: int = 20, workers: tuple[str, ...] = ("worker-a",), **env: str) -> Stack:
+    def build(
+        *,
+        latency_ms: int = 20,
+        workers: tuple[str, ...] = ("worker-a",),
+        web_workers: int = 2,
+        web_threads: int = 8,
+        q_workers: int = 2,
+        **env: str,
+    ) -> Stack:
         tmp = tmp_path_factory.mktemp("stack")
         database_url, drop = _database_url(tmp)
         web_port, multitel_port = free_port(), free_port()
@@ -288,17 +328,24 @@ def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
             "--bind",
             f"127.0.0.1:{web_port}",
             "--workers",
-            "2",
+            str(web_workers),
             "--threads",
-            "8",
+            str(web_threads),
             "--timeout",
             "60",
         )
         for worker in workers:
-            stack.start_worker(worker)
-        wait_until(lambda: stack.fake_stats(), timeout=30, what="the simulated Multitel")
+            stack.start_worker(worker, workers=q_workers)
         wait_until(
-            lambda: requests.get(f"{stack.web_url}/v3/bulk_restore_status", timeout=2).status_code == 401,
+            lambda: stack.running("multitel") and stack.fake_stats(),
+            timeout=30,
+            what="the simulated Multitel",
+        )
+        wait_until(
+            lambda: (
+                stack.running("web")
+                and requests.get(f"{stack.web_url}/v3/bulk_restore_status", timeout=2).status_code == 401
+            ),
             timeout=30,
             what="gunicorn",
         )

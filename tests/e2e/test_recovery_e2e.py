@@ -98,15 +98,21 @@ def test_it_finishes_a_job_whose_every_worker_was_killed_mid_job(stack: Stack) -
     numbers = _plain_numbers(0, 300)
     job_uuid = _submit(stack, numbers)
     # Kill every qcluster (the whole process group: cluster, pusher, workers) once
-    # some numbers are final and others are still to do.
+    # some numbers are final and others are still to do, while calls are in flight.
     wait_until(
-        lambda: _summary(stack, job_uuid, numbers[0])["success_count"] >= 40,
+        lambda: (
+            _summary(stack, job_uuid, numbers[0])["success_count"] >= 40
+            and stack.fake_stats()["in_flight"].get("mt-rec", 0) > 0
+        ),
         timeout=60,
-        interval=0.1,
-        what="progress",
+        interval=0.05,
+        what="progress with calls in flight",
     )
+    groups = [stack.processes[name].pid for name in ("worker-a", "worker-b")]
     for name in ("worker-a", "worker-b"):
         stack.stop(name, signal.SIGKILL)
+    # Every process of both clusters (sentinel, pusher, monitor, workers) is gone.
+    wait_until(lambda: all(stack.group_gone(g) for g in groups), timeout=10, what="every qcluster process")
     at_kill = _job_rows(stack, job_uuid)
     leased_at_kill = set(at_kill["processing"])
     final_at_kill = set(at_kill["success"]) | set(at_kill["failed"])

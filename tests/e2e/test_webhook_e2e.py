@@ -5,9 +5,11 @@ it succeeds, which clears the error; a receiver that hangs is cut off after
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -106,9 +108,30 @@ def _deliveries(stack: Stack, job_uuid: str) -> list[dict[str, Any]]:
         stack.query(
             "import json; from restores.models import WebhookDelivery as D; "
             f"print(json.dumps(list(D.objects.filter(job__uuid='{job_uuid}').order_by('attempt_number')"
-            ".values('attempt_number', 'webhook_id', 'http_status', 'delivered', 'error', 'duration_ms'))))"
+            ".values('attempt_number', 'webhook_id', 'http_status', 'delivered', 'error', 'duration_ms', "
+            "'started_at')), default=str))"
         )
     )
+
+
+def _job_webhook_state(stack: Stack, job_uuid: str) -> tuple[str, str | None]:
+    """The job's webhook state and when its next attempt is due (None: no more attempts)."""
+    state, next_attempt = stack.query(
+        "import json; from restores.models import Job; "
+        f"j = Job.objects.get(uuid='{job_uuid}'); "
+        "print(json.dumps([j.webhook_state, j.webhook_next_attempt_at], default=str))"
+    )
+    return str(state), next_attempt
+
+
+def _sweep_until(stack: Stack, check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    """Run ``manage.py sweep`` (which enqueues due retries) until ``check`` holds."""
+
+    def swept_and_checked() -> Any:
+        stack.manage("sweep")
+        return check()
+
+    return wait_until(swept_and_checked, timeout=timeout, interval=0.2, what=what)
 
 
 def _assert_completed_with_consistent_counts(status: dict[str, Any], numbers: list[str]) -> None:
@@ -147,10 +170,8 @@ def test_it_retries_a_failed_webhook_with_the_same_id_and_then_clears_the_error(
     assert webhook_id.startswith("msg_")
 
     # Retries are enqueued by the sweeper once due (the first after 1 s).
-    time.sleep(1.5)
-    stack.manage("sweep")
-    delivered = wait_until(
-        lambda: receiver.hooks_for(path)[len(failed_hooks) :], timeout=30, what="the retried webhook"
+    delivered = _sweep_until(
+        stack, lambda: receiver.hooks_for(path)[len(failed_hooks) :], timeout=30, what="the retried webhook"
     )
 
     assert [h.headers["webhook-id"] for h in failed_hooks + delivered] == [webhook_id] * (
@@ -200,3 +221,81 @@ def test_it_cuts_off_a_hanging_webhook_receiver_without_failing_the_job(
     assert first["error"] == "Connection timed out after 2000 milliseconds"
     # Cut off at the timeout, not when the receiver finally answered.
     assert 1900 <= first["duration_ms"] < (HANG_SECONDS - 2) * 1000
+
+
+def test_it_retries_on_the_schedule_records_every_attempt_and_gives_up_without_failing_the_job(
+    stack: Stack, receiver: WebhookReceiver
+) -> None:
+    tenant = stack.tenants["hooks"]
+    path = "/down"
+    # The first attempt and the three retries of WEBHOOK_RETRY_SCHEDULE "1s,1s,2s", each refused.
+    refusals = [500, 502, 503, 504]
+    receiver.statuses_for[path] = list(refusals)
+    receiver.status_for[path] = 200  # never reached: there is no fifth attempt
+    numbers = _numbers(2000, 12)
+    job_uuid = _submit(stack, numbers, receiver.url(path))
+
+    _sweep_until(
+        stack, lambda: _job_webhook_state(stack, job_uuid)[0] == "failed", timeout=60, what="the last retry"
+    )
+
+    deliveries = _deliveries(stack, job_uuid)
+    assert [d["attempt_number"] for d in deliveries] == [1, 2, 3, 4]
+    assert [d["http_status"] for d in deliveries] == refusals
+    assert [d["error"] for d in deliveries] == [f"The requested URL returned error: {s}" for s in refusals]
+    assert not any(d["delivered"] for d in deliveries)
+    # Each retry came no earlier than its delay in the schedule after the attempt before it.
+    started = [datetime.fromisoformat(d["started_at"]) for d in deliveries]
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(started)]
+    assert all(gap >= delay for gap, delay in zip(gaps, [1, 1, 2], strict=True)), gaps
+    # The receiver got the same message four times: one webhook-id, one body, each signature valid.
+    hooks = receiver.hooks_for(path)
+    assert len(hooks) == 4
+    assert {h.headers["webhook-id"] for h in hooks} == {deliveries[0]["webhook_id"]}
+    assert len({h.body for h in hooks}) == 1
+    for hook in hooks:
+        headers = {k: v for k, v in hook.headers.items() if k.startswith("webhook-")}
+        assert Webhook(tenant.webhook_secret).verify(hook.body, headers)["job_uuid"] == job_uuid
+    # The job is completed all the same, showing the latest failure; nothing more is due.
+    status = _status(stack, job_uuid)
+    _assert_completed_with_consistent_counts(status, numbers)
+    assert status["webhook_error"] == "The requested URL returned error: 504"
+    assert _job_webhook_state(stack, job_uuid) == ("failed", None)
+
+
+def test_it_never_follows_a_redirect_of_the_webhook(stack: Stack, receiver: WebhookReceiver) -> None:
+    tenant = stack.tenants["hooks"]
+    # 307 keeps the method and body: a client that followed it would POST the results to the target.
+    for path, status_code in (("/moved-sync", 302), ("/moved-async", 307)):
+        receiver.status_for[path] = status_code
+        receiver.headers_for[path] = {"Location": receiver.url("/redirect-target")}
+
+    # Synchronous: the one attempt before the answer fails, and the answer says so.
+    numbers = _numbers(3000, 3)
+    response = tenant.session().post(
+        f"{stack.web_url}/v3/bulk_restore",
+        json={"numbers": numbers, "webhook_url": receiver.url("/moved-sync")},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["webhook_error"] == "The requested URL returned error: 302"
+    _assert_completed_with_consistent_counts(response.json(), numbers)
+
+    # Queued: the same.
+    numbers = _numbers(4000, 12)
+    job_uuid = _submit(stack, numbers, receiver.url("/moved-async"))
+    status = wait_until(
+        lambda: (s := _status(stack, job_uuid)).get("webhook_error") and s,
+        timeout=60,
+        interval=0.25,
+        what="the redirected delivery",
+    )
+    assert status["webhook_error"] == "The requested URL returned error: 307"
+    _assert_completed_with_consistent_counts(status, numbers)
+    deliveries = _deliveries(stack, job_uuid)  # the first, and any retry made meanwhile
+    assert {d["http_status"] for d in deliveries} == {307}
+
+    # Each delivery was recorded after its answer: a followed redirect would have arrived by then.
+    assert len(receiver.hooks_for("/moved-sync")) >= 1  # and its retries in the background
+    assert len(receiver.hooks_for("/moved-async")) >= len(deliveries)
+    assert receiver.hooks_for("/redirect-target") == []
