@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import random
 import threading
 import time
@@ -21,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 SUPPORT_MSG = "Error: 'restore failed, please contact support'"
 
@@ -243,7 +246,7 @@ class FakeMultitelServer(ThreadingHTTPServer):
 
 def database_credentials(refresh_seconds: float = 2.0) -> Callable[[], dict[str, str]]:
     """Tenants' Multitel credentials from the database, cached for a moment."""
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     from accounts.models import Tenant
 
@@ -257,6 +260,11 @@ def database_credentials(refresh_seconds: float = 2.0) -> Callable[[], dict[str,
                     cache["creds"] = dict(
                         Tenant.objects.values_list("multitel_username", "multitel_password")
                     )
+                except DatabaseError:
+                    # A busy or briefly unreachable database: keep answering with what we knew.
+                    if not cache["creds"]:
+                        raise
+                    logger.warning("could not refresh credentials; using the last ones read")
                 finally:
                     connection.close()
                 cache["at"] = time.monotonic()
