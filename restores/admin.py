@@ -194,31 +194,26 @@ class StatusCodeFilter(admin.SimpleListFilter):
             choices.append((value, value))
         return [*choices, ("none", "none yet")]
 
+    field = "status_code"
+    what = "a status code"
+
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         if value is None:
             return queryset
         if value == "none":
-            return queryset.filter(status_code__isnull=True)
+            return queryset.filter(**{f"{self.field}__isnull": True})
         if not value.isdigit():
-            raise IncorrectLookupParameters(f"not a status code: {value!r}")
-        return queryset.filter(status_code=int(value))
+            raise IncorrectLookupParameters(f"not {self.what}: {value!r}")
+        return queryset.filter(**{self.field: int(value)})
 
 
 class HttpStatusFilter(StatusCodeFilter):
     title = "HTTP status"
     parameter_name = "http_status"
     CODES: tuple[int, ...] = (200, 204, 400, 401, 404, 429, 500, 502, 503, 504)
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value is None:
-            return queryset
-        if value == "none":
-            return queryset.filter(http_status__isnull=True)
-        if not value.isdigit():
-            raise IncorrectLookupParameters(f"not an HTTP status: {value!r}")
-        return queryset.filter(http_status=int(value))
+    field = "http_status"
+    what = "an HTTP status"
 
 
 # --- Base ------------------------------------------------------------------------------
