@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from accounts.models import ApiCredential, Tenant
-from restores.models import Job, NumberResult
+from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
 
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
 
@@ -229,17 +231,7 @@ def tenants_with_activity(*, queryset: QuerySet[Tenant], since: datetime) -> Que
     )
 
 
-# The overview page: what happened in a recent window, bucket by bucket. Its imports are kept
-# here, with the section, rather than at the top of the module.
-
-import math  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import timedelta  # noqa: E402
-
-from django.db.models import Q  # noqa: E402
-
-from restores.models import UpstreamAttempt, WebhookDelivery  # noqa: E402
+# The overview page: what happened in a recent window, bucket by bucket.
 
 OVERVIEW_BUSIEST_TENANTS = 8
 
