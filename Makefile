@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help install install-dev run test test-fast lint format typecheck migrations-check check clean
+.PHONY: help install install-dev run test test-fast lint format typecheck migrations-check check bench clean
 
 help:
 	@echo "make run        set up, then start web + worker + simulated Multitel (Ctrl-C stops all)"
@@ -15,6 +15,8 @@ help:
 	@echo "make check      lint, format check, type check, migrations check"
 	@echo "make lint / typecheck / migrations-check   one of those checks"
 	@echo "make format     format the code"
+	@echo "make bench      set up, then run the benchmarks against the real stack (needs PostgreSQL and Redis;"
+	@echo "                BENCH_ARGS=--quick for a run of a few minutes; writes bench/RESULTS.md)"
 	@echo "make clean      remove the virtual environment and local database"
 
 $(VENV)/bin/python:
@@ -58,6 +60,10 @@ migrations-check: $(DEV_STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
 check: lint typecheck migrations-check
+
+BENCH_ARGS ?=
+bench: $(DEV_STAMP)
+	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BIN)/python bench/run.py $(BENCH_ARGS)
 
 
 clean:

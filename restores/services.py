@@ -37,18 +37,6 @@ from restores.selectors import job_final_payload, job_remaining_count
 
 logger = logging.getLogger(__name__)
 
-RESULT_UPDATE_FIELDS = [
-    "status",
-    "status_code",
-    "message",
-    "requires_identity_update",
-    "needs_registration",
-    "attempts",
-    "completed_at",
-    "lease_token",
-    "lease_expires_at",
-]
-
 
 def worker_name() -> str:
     """Who is working: ``WORKER_NAME`` if set, else host and process id."""
@@ -108,8 +96,7 @@ def job_create(
         [NumberResult(job=job, position=i, number=n) for i, n in enumerate(numbers)], batch_size=2000
     )
     if not is_sync:
-        tasks = min(settings.RESTORE_JOB_FANOUT, math.ceil(len(numbers) / _window_size(tenant)))
-        _enqueue_on_commit("restores.tasks.process_job", job.pk, times=max(1, tasks))
+        _enqueue_on_commit("restores.tasks.process_job", job.pk, times=_fanout(tenant, len(numbers)))
     return job
 
 
@@ -152,12 +139,23 @@ def job_run_sync(*, job: Job, started: float) -> None:
 
 # --- Restoring numbers ------------------------------------------------------------
 
-# How long a worker waits before asking again when its tenant's cap is full.
+# How long a worker waits before asking again when its tenant's cap is full; the
+# wait grows by this much on each further refusal, up to CAP_POLL_BACKOFF_MAX times it.
 CAP_POLL_SECONDS = 0.02
+CAP_POLL_BACKOFF_MAX = 10
 
 
 def _window_size(tenant: Tenant) -> int:
     return max(1, min(settings.RESTORE_BATCH_SIZE, tenant.max_concurrency))
+
+
+def _fanout(tenant: Tenant, numbers: int) -> int:
+    """How many tasks to start for ``numbers`` pending numbers: ``RESTORE_JOB_FANOUT``, or
+    more when that many windows could not fill the tenant's cap; never more than there
+    are windows of work."""
+    window = _window_size(tenant)
+    to_fill_cap = math.ceil(tenant.max_concurrency / window)
+    return max(1, min(max(settings.RESTORE_JOB_FANOUT, to_fill_cap), math.ceil(numbers / window)))
 
 
 def _deadline_message() -> str:
@@ -189,10 +187,11 @@ def _restore_window(
     returns whether it stopped early with numbers possibly left to claim.
     """
     tenant = job.tenant
-    refill_at = max(1, limit // 2)
     client = MultitelClient()
     in_flight: dict[Future[RestoreOutcome], NumberResult] = {}
+    done: dict[Future[RestoreOutcome], NumberResult] = {}
     claiming, stopped_early, asked = True, False, False
+    capped_polls = 0
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="restore") as pool:
         while True:
             now = time.monotonic()
@@ -202,33 +201,48 @@ def _restore_window(
             ):
                 claiming, stopped_early = False, True
             free = limit - len(in_flight)
-            if claiming and free >= refill_at:
-                claim = number_batch_claim(job_id=job.pk, tenant=tenant, limit=free)
-                asked = True
-                for result in claim.results:
-                    future = pool.submit(
-                        client.restore,
-                        result.number,
-                        username=tenant.multitel_username,
-                        password=tenant.multitel_password,
-                        deadline=deadline,
-                    )
-                    in_flight[future] = result
-                if not claim.results and not claim.capped:
-                    claiming = False  # nothing left to claim; finish what is held
-                elif not claim.results and not in_flight:
-                    time.sleep(CAP_POLL_SECONDS)  # the tenant's cap is full: wait for a slot
-                    continue
+            want = free if claiming else 0
+            if done or want:
+                # Finished calls are recorded and free slots refilled in one transaction:
+                # a slot of the tenant's cap passes from one number to the next at one commit.
+                claim = _record_and_claim(done, job_id=job.pk, tenant=tenant, limit=want)
+                done = {}
+                if claim is not None:
+                    asked = True
+                    for result in claim.results:
+                        future = pool.submit(
+                            client.restore,
+                            result.number,
+                            username=tenant.multitel_username,
+                            password=tenant.multitel_password,
+                            deadline=deadline,
+                        )
+                        in_flight[future] = result
+                    if not claim.results and not claim.capped:
+                        claiming = False  # nothing left to claim; finish what is held
+                    elif not claim.results and not in_flight:
+                        # The tenant's cap is full (other tasks hold every slot and keep
+                        # them busy): wait for a slot, asking less often the longer it lasts.
+                        time.sleep(CAP_POLL_SECONDS * min(capped_polls + 1, CAP_POLL_BACKOFF_MAX))
+                        capped_polls += 1
+                        continue
+                    capped_polls = 0
             if not in_flight:
                 break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=None if claiming is False else 0.5)
-            if done:
-                _record_done({future: in_flight.pop(future) for future in done}, job_id=job.pk)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=None if not claiming else 0.5)
+            done = {future: in_flight.pop(future) for future in finished}
     return stopped_early
 
 
-def _record_done(done: dict[Future[RestoreOutcome], NumberResult], *, job_id: int) -> None:
-    """Record finished calls, grouped by the claim (lease token) they belong to."""
+def _record_and_claim(
+    done: dict[Future[RestoreOutcome], NumberResult], *, job_id: int, tenant: Tenant, limit: int
+) -> Claim | None:
+    """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
+    more, in one transaction; returns the claim, or None when none was asked for.
+
+    After an upstream 401 nothing more is claimed: every pending number of the job
+    fails without a call, since each would be refused too.
+    """
     outcomes = {result.pk: future.result() for future, result in done.items()}
     rejected = False
     for outcome in outcomes.values():
@@ -238,13 +252,31 @@ def _record_done(done: dict[Future[RestoreOutcome], NumberResult], *, job_id: in
     by_token: dict[str, list[NumberResult]] = {}
     for result in done.values():
         by_token.setdefault(result.lease_token or "", []).append(result)
-    for token, results in by_token.items():
-        number_results_record(
-            job_id=job_id, token=token, results=results, outcomes={r.pk: outcomes[r.pk] for r in results}
-        )
+    claim: Claim | None = None
+    now = timezone.now()
+    if not done and limit and tenant_in_flight(tenant_id=tenant.pk, now=now) >= tenant.max_concurrency:
+        # Nothing to record and no room: say so without taking the tenant's lock (or
+        # SQLite's writer lock), which the tasks holding the slots need for every refill.
+        return Claim(token="", results=[], capped=True)
+    with transaction.atomic():
+        for token, results in by_token.items():
+            _results_write(
+                job_id=job_id,
+                token=token,
+                results=results,
+                outcomes={r.pk: outcomes[r.pk] for r in results},
+                now=now,
+            )
+        if limit and not rejected:
+            claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=now)
     if rejected:
-        # Every other call of this job would be refused too: fail them without calling.
         job_fail_pending(job_id=job_id, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
+    if claim is not None and not claim.complete:
+        # Another writer changed a candidate between the lock and the update (not
+        # expected under the locks taken): read back what was really won.
+        won = list(NumberResult.objects.filter(job_id=job_id, lease_token=claim.token).order_by("position"))
+        claim = Claim(token=claim.token, results=won)
+    return claim
 
 
 def job_fail_pending(*, job_id: int, status_code: int, message: str) -> int:
@@ -269,6 +301,7 @@ class Claim:
     token: str
     results: list[NumberResult]
     capped: bool = False  # the tenant's cap left no room
+    complete: bool = True  # ``results`` are the rows as updated (False: read them back)
 
 
 def tenant_in_flight(*, tenant_id: int, now: datetime | None = None) -> int:
@@ -290,33 +323,57 @@ def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int) -> Claim:
     workers never queue behind each other; everywhere, the conditional UPDATE
     (``status = pending``) decides, and its row count says what was won.
     """
-    token = uuid.uuid4().hex
-    now = timezone.now()
     with transaction.atomic():
-        if connection.vendor == "postgresql":
-            list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
-        room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
-        if room <= 0:
-            return Claim(token=token, results=[], capped=True)
-        candidates = NumberResult.objects.filter(
-            job_id=job_id, status=NumberResult.Status.PENDING, job__status__in=Job.ACTIVE_STATUSES
-        ).order_by("position")
-        if connection.vendor == "postgresql":
-            candidates = candidates.select_for_update(skip_locked=True, of=("self",))
-        ids = list(candidates.values_list("pk", flat=True)[: min(limit, room)])
-        if not ids:
-            return Claim(token=token, results=[])
-        won = NumberResult.objects.filter(pk__in=ids, status=NumberResult.Status.PENDING).update(
-            status=NumberResult.Status.PROCESSING,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS),
-            started_at=Coalesce(F("started_at"), now),
-            claimed_by=worker_name(),
+        claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=timezone.now())
+    if not claim.complete:
+        results = list(
+            NumberResult.objects.filter(job_id=job_id, lease_token=claim.token).order_by("position")
         )
-    if not won:
+        claim = Claim(token=claim.token, results=results)
+    return claim
+
+
+def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime) -> Claim:
+    """The claim of ``number_batch_claim``, inside the caller's transaction.
+
+    The candidates are read with the lock that the UPDATE needs anyway (and
+    SQLite's writer lock is held), so when every one is won they are returned
+    as updated, without reading them again.
+    """
+    token = uuid.uuid4().hex
+    if connection.vendor == "postgresql":
+        list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
+    room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
+    if room <= 0:
+        return Claim(token=token, results=[], capped=True)
+    candidates = NumberResult.objects.filter(
+        job_id=job_id, status=NumberResult.Status.PENDING, job__status__in=Job.ACTIVE_STATUSES
+    ).order_by("position")
+    if connection.vendor == "postgresql":
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    rows = list(candidates[: min(limit, room)])
+    if not rows:
         return Claim(token=token, results=[])
-    results = list(NumberResult.objects.filter(pk__in=ids, lease_token=token).order_by("position"))
-    return Claim(token=token, results=results)
+    lease_expires_at = now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+    claimed_by = worker_name()
+    won = NumberResult.objects.filter(
+        pk__in=[row.pk for row in rows], status=NumberResult.Status.PENDING
+    ).update(
+        status=NumberResult.Status.PROCESSING,
+        lease_token=token,
+        lease_expires_at=lease_expires_at,
+        started_at=Coalesce(F("started_at"), now),
+        claimed_by=claimed_by,
+    )
+    if won != len(rows):
+        return Claim(token=token, results=[], complete=not won)
+    for row in rows:
+        row.status = NumberResult.Status.PROCESSING
+        row.lease_token = token
+        row.lease_expires_at = lease_expires_at
+        row.started_at = row.started_at or now
+        row.claimed_by = claimed_by
+    return Claim(token=token, results=rows)
 
 
 def number_results_record(
@@ -331,9 +388,29 @@ def number_results_record(
     Returns how many results were written. Attempts are stored whatever
     happened to the lease: they were real calls.
     """
-    now = timezone.now()
+    with transaction.atomic():
+        return _results_write(
+            job_id=job_id, token=token, results=results, outcomes=outcomes, now=timezone.now()
+        )
+
+
+def _results_write(
+    *,
+    job_id: int,
+    token: str,
+    results: Sequence[NumberResult],
+    outcomes: dict[int, RestoreOutcome],
+    now: datetime,
+) -> int:
+    """The writes of ``number_results_record``, inside the caller's transaction.
+
+    Numbers with the same outcome (usually all of a batch) are written by one
+    conditional UPDATE (still leased with ``token``, still processing), whose
+    row count says how many were this holder's to write.
+    """
     by_pk = {r.pk: r for r in results}
     attempts: list[UpstreamAttempt] = []
+    groups: dict[tuple[bool, int, str, bool, bool, int], list[int]] = {}
     for pk, outcome in outcomes.items():
         attempts.extend(
             UpstreamAttempt(
@@ -350,39 +427,42 @@ def number_results_record(
             )
             for a in outcome.attempts
         )
-    with transaction.atomic():
-        owned_qs = NumberResult.objects.filter(
-            pk__in=list(outcomes), lease_token=token, status=NumberResult.Status.PROCESSING
+        key = (
+            outcome.success,
+            outcome.status_code,
+            outcome.message,
+            outcome.requires_identity_update,
+            outcome.needs_registration,
+            len(outcome.attempts),
         )
-        if connection.vendor == "postgresql":
-            owned_qs = owned_qs.select_for_update()
-        owned = list(owned_qs.only("pk", "attempts"))
-        successes = failures = 0
-        for row in owned:
-            outcome = outcomes[row.pk]
-            row.status = NumberResult.Status.SUCCESS if outcome.success else NumberResult.Status.FAILED
-            row.status_code = outcome.status_code
-            row.message = outcome.message
-            row.requires_identity_update = outcome.requires_identity_update
-            row.needs_registration = outcome.needs_registration
-            row.attempts = row.attempts + len(outcome.attempts)
-            row.completed_at = now
-            row.lease_token = None
-            row.lease_expires_at = None
-            if outcome.success:
-                successes += 1
-            else:
-                failures += 1
-        if owned:
-            NumberResult.objects.bulk_update(owned, RESULT_UPDATE_FIELDS)
-        if attempts:
-            UpstreamAttempt.objects.bulk_create(attempts)
-        Job.objects.filter(pk=job_id).update(
-            success_count=F("success_count") + successes,
-            failure_count=F("failure_count") + failures,
-            heartbeat_at=now,
+        groups.setdefault(key, []).append(pk)
+    successes = failures = 0
+    for (success, status_code, message, identity, registration, tries), pks in groups.items():
+        written = NumberResult.objects.filter(
+            pk__in=pks, lease_token=token, status=NumberResult.Status.PROCESSING
+        ).update(
+            status=NumberResult.Status.SUCCESS if success else NumberResult.Status.FAILED,
+            status_code=status_code,
+            message=message,
+            requires_identity_update=identity,
+            needs_registration=registration,
+            attempts=F("attempts") + tries,
+            completed_at=now,
+            lease_token=None,
+            lease_expires_at=None,
         )
-    return len(owned)
+        if success:
+            successes += written
+        else:
+            failures += written
+    if attempts:
+        UpstreamAttempt.objects.bulk_create(attempts)
+    Job.objects.filter(pk=job_id).update(
+        success_count=F("success_count") + successes,
+        failure_count=F("failure_count") + failures,
+        heartbeat_at=now,
+    )
+    return successes + failures
 
 
 def job_process(*, job_id: int) -> None:
@@ -711,8 +791,7 @@ def job_retry_failed(*, job_id: int) -> int:
             webhook_state=Job.WebhookState.NONE,
             webhook_next_attempt_at=None,
         )
-        tasks = min(settings.RESTORE_JOB_FANOUT, math.ceil(retried / _window_size(job.tenant)))
-        _enqueue_on_commit("restores.tasks.process_job", job_id, times=max(1, tasks))
+        _enqueue_on_commit("restores.tasks.process_job", job_id, times=_fanout(job.tenant, retried))
     logger.info("job %s: %s failed numbers put back in the queue", job.uuid, retried)
     return retried
 

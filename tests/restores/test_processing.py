@@ -66,6 +66,9 @@ def _outcome(success: bool = True) -> RestoreOutcome:
 def test_it_queues_a_large_job_once_committed_and_fans_it_out(
     owner: Party, enqueued: list[Any], settings: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 10  # one window fills the cap: RESTORE_JOB_FANOUT decides
+    owner.tenant.save()
     settings.RESTORE_JOB_FANOUT = 3
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         job = _async_job(owner, 50)
@@ -75,6 +78,33 @@ def test_it_queues_a_large_job_once_committed_and_fans_it_out(
     assert enqueued == [("restores.tasks.process_job", (job.pk,))] * 3
     assert job.status == Job.Status.PENDING
     assert NumberResult.objects.filter(job=job, status="pending").count() == 50
+
+
+@pytest.mark.parametrize(
+    ("cap", "numbers", "tasks"),
+    [(10, 50, 3), (50, 1000, 5), (100, 1000, 10), (100, 25, 3), (4, 200, 3)],
+)
+def test_it_starts_enough_tasks_to_fill_the_tenants_cap(
+    owner: Party,
+    enqueued: list[Any],
+    settings: Any,
+    django_capture_on_commit_callbacks: Any,
+    cap: int,
+    numbers: int,
+    tasks: int,
+) -> None:
+    """RESTORE_JOB_FANOUT tasks, or as many windows as the cap holds, but never more than
+    there are windows of work."""
+    assert owner.tenant is not None
+    settings.RESTORE_JOB_FANOUT = 3
+    settings.RESTORE_BATCH_SIZE = 10
+    owner.tenant.max_concurrency = cap
+    owner.tenant.save()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        job = _async_job(owner, numbers)
+
+    assert enqueued == [("restores.tasks.process_job", (job.pk,))] * tasks
 
 
 def test_it_claims_pending_numbers_in_submission_order_under_a_lease(owner: Party, enqueued: Any) -> None:

@@ -1,0 +1,457 @@
+"""The real stack on loopback for the benchmarks: gunicorn, qcluster processes and the
+simulated Multitel, with a database of their own (a fresh PostgreSQL database, or an
+SQLite file) and Redis as the broker when asked for.
+
+Process management follows the end-to-end harness (``tests/e2e/conftest.py``),
+without pytest: every process runs in its own session, logs to a file in a
+temporary directory, and is stopped by process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+PYTHON = sys.executable
+
+PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what or check}: {last_error!r}")
+
+
+def numbers(count: int, *, offset: int = 0) -> list[str]:
+    """``count`` distinct 12-digit numbers that the simulated Multitel restores at the first call.
+
+    Every one ends in 8, a digit none of its failure rules uses.
+    """
+    return [f"1555{offset + i:07d}8" for i in range(count)]
+
+
+@dataclass
+class Tenant:
+    name: str
+    api_username: str
+    api_password: str
+    multitel_username: str
+    multitel_password: str
+    max_concurrency: int
+
+    def session(self) -> requests.Session:
+        s = requests.Session()
+        s.auth = (self.api_username, self.api_password)
+        return s
+
+
+JOB_QUERY = (
+    "SELECT status, created_at, started_at, completed_at, webhook_state, success_count,"
+    " failure_count, total_numbers FROM restores_job WHERE uuid = %s"
+)
+
+
+class Database:
+    """Raw reads of the stack's database, without Django (the bench process stays light)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._conn: Any = None
+
+    def conn(self) -> Any:
+        if self._conn is None:
+            if self.is_sqlite:
+                self._conn = sqlite3.connect(urlsplit(self.url).path[1:] or ":memory:", timeout=30)
+                self._conn.isolation_level = None
+            else:
+                import psycopg
+
+                self._conn = psycopg.connect(self.url, autocommit=True)
+        return self._conn
+
+    def _dt(self, value: Any) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(str(value))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    def job(self, job_uuid: str) -> dict[str, Any]:
+        key = uuid.UUID(job_uuid).hex if self.is_sqlite else job_uuid
+        query = JOB_QUERY.replace("%s", "?") if self.is_sqlite else JOB_QUERY
+        row = self.conn().execute(query, (key,)).fetchone()
+        if row is None:
+            raise LookupError(job_uuid)
+        status, created, started, completed, webhook_state, ok, failed, total = row
+        return {
+            "status": status,
+            "created_at": self._dt(created),
+            "started_at": self._dt(started),
+            "completed_at": self._dt(completed),
+            "webhook_state": webhook_state,
+            "success_count": ok,
+            "failure_count": failed,
+            "total_numbers": total,
+        }
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class Stack:
+    """One stack: ``Stack.build(...)``, then ``close()`` (or use it as a context manager)."""
+
+    tmp: Path
+    env: dict[str, str]
+    web_url: str
+    multitel_url: str
+    database_url: str
+    drop: Callable[[], None]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    db: Database = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.database_url)
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        db: str = "postgres",
+        redis: bool = True,
+        latency_ms: float = 50,
+        web_workers: int = 2,
+        web_threads: int = 8,
+        **env: str,
+    ) -> Stack:
+        tmp = Path(tempfile.mkdtemp(prefix="portal-bench-"))
+        database_url, drop = _database_url(db, tmp)
+        web_port, multitel_port = free_port(), free_port()
+        cluster = f"bench{uuid.uuid4().hex[:8]}"
+        stack_env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))},
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "bench-secret-key-for-local-measurements-0123456789",
+            "MULTITEL_BASE_URL": f"http://127.0.0.1:{multitel_port}",
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
+            "Q_CLUSTER_NAME": cluster,
+            # The limits under test are the tenant's caps, not the per-tenant request rate.
+            "API_THROTTLE_RATE": "1000000/min",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        if redis:
+            stack_env["REDIS_URL"] = REDIS_BASE_URL
+        else:
+            stack_env.pop("REDIS_URL", None)
+        stack = cls(
+            tmp=tmp,
+            env=stack_env,
+            web_url=f"http://127.0.0.1:{web_port}",
+            multitel_url=f"http://127.0.0.1:{multitel_port}",
+            database_url=database_url,
+            drop=drop,
+        )
+        try:
+            stack.manage("migrate", "--noinput", "-v0")
+            stack.start_multitel(latency_ms, port=multitel_port)
+            stack.start(
+                "web",
+                "-m",
+                "gunicorn",
+                "portal.wsgi",
+                "--bind",
+                f"127.0.0.1:{web_port}",
+                "--workers",
+                str(web_workers),
+                "--threads",
+                str(web_threads),
+                "--timeout",
+                "120",
+            )
+            wait_until(
+                lambda: requests.get(f"{stack.web_url}/v3/bulk_restore_status", timeout=2).status_code == 401,
+                timeout=60,
+                what="gunicorn",
+            )
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        self.db.close()
+        with contextlib.suppress(Exception):
+            self.drop()
+        if "REDIS_URL" in self.env:
+            _redis_forget(self.env["REDIS_URL"], self.env["Q_CLUSTER_NAME"])
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # processes
+    def start(
+        self, name: str, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            [PYTHON, *args],
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        self.processes[name] = proc
+        return proc
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        # Whatever the process group left behind (qcluster's children).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def log(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
+        result = subprocess.run(
+            [PYTHON, "manage.py", *args],
+            cwd=REPO,
+            env={**self.env, **(extra_env or {})},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def start_multitel(self, latency_ms: float, *, port: int | None = None) -> None:
+        """(Re)start the simulated Multitel with a fixed latency."""
+        self.stop("multitel")
+        port = port or int(urlsplit(self.multitel_url).port or 0)
+        self.start(
+            "multitel",
+            "manage.py",
+            "fake_multitel",
+            "--port",
+            str(port),
+            "--latency-ms",
+            str(latency_ms),
+            "--hang-seconds",
+            "5",
+        )
+        wait_until(self.fake_stats, timeout=30, what="the simulated Multitel")
+
+    def start_worker(self, name: str, *, workers: int, extra_env: dict[str, str] | None = None) -> int:
+        """Start a qcluster process; returns its pid (the root of its process tree)."""
+        proc = self.start(
+            name,
+            "manage.py",
+            "qcluster",
+            extra_env={
+                "WORKER_NAME": name,
+                "Q_WORKERS": str(workers),
+                "LOG_LEVEL": "INFO",
+                **(extra_env or {}),
+            },
+        )
+        wait_until(lambda: "running" in self.log(name).lower(), timeout=60, what=f"{name} to start")
+        return proc.pid
+
+    # tenants and upstream
+    def create_tenant(self, name: str, *, max_concurrency: int) -> Tenant:
+        tenant = Tenant(
+            name=name,
+            api_username=f"{name}-api",
+            api_password=f"{name}-secret",
+            multitel_username=f"mt-{name}",
+            multitel_password=f"mt-{name}-pw",
+            max_concurrency=max_concurrency,
+        )
+        self.manage(
+            "create_tenant",
+            name,
+            "--api-username",
+            tenant.api_username,
+            "--api-password",
+            tenant.api_password,
+            "--upstream-username",
+            tenant.multitel_username,
+            "--upstream-password",
+            tenant.multitel_password,
+            "--max-concurrency",
+            str(max_concurrency),
+        )
+        self.tenants[name] = tenant
+        # The simulated Multitel reloads credentials from the database every 2 seconds.
+        time.sleep(2.5)
+        return tenant
+
+    def fake_stats(self) -> dict[str, Any]:
+        return dict(requests.get(f"{self.multitel_url}/_fake/stats", timeout=30).json())
+
+    def fake_calls_total(self) -> int:
+        return int(self.fake_stats()["calls_total"])
+
+    def fake_reset(self) -> None:
+        requests.post(f"{self.multitel_url}/_fake/reset", timeout=30).raise_for_status()
+
+    # jobs
+    def submit(self, tenant: Tenant, nums: list[str], **extra: Any) -> tuple[float, requests.Response]:
+        """POST a job; returns the wall-clock time the request was sent, and the answer."""
+        body = json.dumps({"numbers": nums, **extra})
+        with tenant.session() as session:
+            sent = time.time()
+            response = session.post(
+                f"{self.web_url}/v3/bulk_restore",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=120,
+            )
+        response.raise_for_status()
+        return sent, response
+
+    def wait_job(
+        self, job_uuid: str, *, timeout: float, webhook: bool = False, interval: float = 0.01
+    ) -> dict[str, Any]:
+        def done() -> dict[str, Any] | None:
+            job = self.db.job(job_uuid)
+            if job["status"] not in ("completed", "cancelled"):
+                return None
+            if webhook and job["webhook_state"] in ("pending", "failing"):
+                return None
+            return job
+
+        return dict(wait_until(done, timeout=timeout, interval=interval, what=f"job {job_uuid}"))
+
+
+def _database_url(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
+    if kind != "postgres":
+        raise ValueError(f"unknown database {kind!r}")
+    import psycopg
+
+    name = f"portal_bench_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(PG_ADMIN_URL)
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(parts._replace(path=f"/{name}")), drop
+
+
+def _redis_forget(url: str, cluster: str) -> None:
+    """Remove the queue keys of this stack's cluster (nothing else in the Redis database)."""
+    with contextlib.suppress(Exception):
+        import redis
+
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"*{cluster}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+# --- Process trees and memory ------------------------------------------------------------
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KiB; (0, 0) once it is gone."""
+    rss = hwm = 0
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("VmHWM:"):
+                    hwm = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, hwm
