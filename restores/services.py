@@ -501,7 +501,12 @@ def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
         return False
     now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.filter(pk=job_id).only("uuid", "webhook_url").first()
+        job = (
+            Job.objects.select_related("tenant")
+            .only("uuid", "webhook_url", "tenant__name")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is None:
             return False
         has_webhook = bool(job.webhook_url)
@@ -518,7 +523,7 @@ def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
         if won and has_webhook and enqueue_webhook:
             _enqueue_on_commit("restores.tasks.deliver_webhook", job_id)
     if won:
-        logger.info("job completed", extra={"job_uuid": str(job.uuid)})
+        logger.info("job completed", extra={"job_uuid": str(job.uuid), "tenant": job.tenant.name})
     return bool(won)
 
 
@@ -652,14 +657,16 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
     requeued = completed = 0
     stale_jobs = Job.objects.filter(
         status__in=Job.ACTIVE_STATUSES, heartbeat_at__lte=now - timedelta(seconds=stale_after)
-    ).values_list("pk", flat=True)
-    for job_id in list(stale_jobs):
-        if NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING).exists():
-            Job.objects.filter(pk=job_id).update(heartbeat_at=now)
-            _enqueue("restores.tasks.process_job", job_id)
-            requeued += 1
-        elif job_complete_if_done(job_id=job_id):
-            completed += 1
+    ).values_list("pk", "uuid", "tenant__name")
+    for job_id, job_uuid, tenant_name in list(stale_jobs):
+        with log_context(job_uuid=job_uuid, tenant=tenant_name):
+            if NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.PENDING).exists():
+                Job.objects.filter(pk=job_id).update(heartbeat_at=now)
+                _enqueue("restores.tasks.process_job", job_id)
+                logger.info("job idle for %ss with numbers pending: enqueued again", stale_after)
+                requeued += 1
+            elif job_complete_if_done(job_id=job_id):
+                completed += 1
     due = list(
         Job.objects.filter(
             webhook_state__in=[Job.WebhookState.PENDING, Job.WebhookState.FAILING],
@@ -767,7 +774,7 @@ def job_retry_failed(*, job_id: int) -> int:
     Returns how many numbers were put back.
     """
     with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
+        job = Job.objects.select_for_update().select_related("tenant").filter(pk=job_id).first()
         if job is None or job.status == Job.Status.CANCELLED:
             return 0
         retried = NumberResult.objects.filter(job_id=job_id, status=NumberResult.Status.FAILED).update(
@@ -792,7 +799,8 @@ def job_retry_failed(*, job_id: int) -> int:
             webhook_next_attempt_at=None,
         )
         _enqueue_on_commit("restores.tasks.process_job", job_id, times=_fanout(job.tenant, retried))
-    logger.info("job %s: %s failed numbers put back in the queue", job.uuid, retried)
+    with log_context(job_uuid=job.uuid, tenant=job.tenant.name):
+        logger.info("%s failed numbers put back in the queue by staff", retried)
     return retried
 
 
@@ -804,7 +812,12 @@ def job_cancel(*, job_id: int) -> int:
     """
     now = timezone.now()
     with transaction.atomic():
-        job = Job.objects.filter(pk=job_id).only("webhook_url").first()
+        job = (
+            Job.objects.select_related("tenant")
+            .only("uuid", "webhook_url", "tenant__name")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is None:
             return 0
         has_webhook = bool(job.webhook_url)
@@ -827,7 +840,8 @@ def job_cancel(*, job_id: int) -> int:
             Job.objects.filter(pk=job_id).update(failure_count=F("failure_count") + failed)
         if has_webhook:
             _enqueue_on_commit("restores.tasks.deliver_webhook", job_id)
-    logger.info("job %s cancelled by staff; %s numbers not tried", job_id, failed)
+    with log_context(job_uuid=job.uuid, tenant=job.tenant.name):
+        logger.info("job cancelled by staff; %s numbers not tried", failed)
     return failed
 
 

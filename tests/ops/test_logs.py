@@ -11,6 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,26 @@ def test_it_tags_every_line_about_a_job_and_never_logs_a_secret(
     everything = _everything_logged(records)
     for secret in _secrets(owner) + _secrets(rejected):
         assert secret not in everything
+
+
+@pytest.mark.django_db
+def test_it_tags_staff_actions_and_sweeps_with_the_job_and_tenant(
+    owner: Party, captured: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert owner.tenant is not None
+    monkeypatch.setattr(services, "_enqueue", lambda *args, **kwargs: None)
+    numbers = [str(15551250001 + i * 100) for i in range(12)]
+    job = services.job_create(tenant=owner.tenant, credential=None, numbers=numbers, webhook_url=None)
+
+    services.jobs_sweep(now=job.heartbeat_at + timedelta(seconds=1), stale_after=0)
+    services.job_cancel(job_id=job.pk)
+
+    about_job = [
+        r for r in captured.records if r.name == "restores.services" and "sweep:" not in r.getMessage()
+    ]
+    messages = [r.getMessage() for r in about_job]
+    assert any("enqueued again" in m for m in messages), messages
+    assert any("cancelled by staff" in m for m in messages), messages
+    for record in about_job:
+        line = _json_line(record)
+        assert (line.get("job_uuid"), line.get("tenant")) == (str(job.uuid), "owner"), line
