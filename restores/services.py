@@ -205,7 +205,9 @@ def _restore_window(
             if done or want:
                 # Finished calls are recorded and free slots refilled in one transaction:
                 # a slot of the tenant's cap passes from one number to the next at one commit.
-                claim = _record_and_claim(done, job_id=job.pk, tenant=tenant, limit=want)
+                claim = _record_and_claim(
+                    done, job_id=job.pk, tenant=tenant, limit=want, for_sync=job.is_sync
+                )
                 done = {}
                 if claim is not None:
                     asked = True
@@ -222,8 +224,10 @@ def _restore_window(
                         claiming = False  # nothing left to claim; finish what is held
                     elif not claim.results and not in_flight:
                         # The tenant's cap is full (other tasks hold every slot and keep
-                        # them busy): wait for a slot, asking less often the longer it lasts.
-                        time.sleep(CAP_POLL_SECONDS * min(capped_polls + 1, CAP_POLL_BACKOFF_MAX))
+                        # them busy): wait for a slot, asking less often the longer it lasts
+                        # (a synchronous request keeps asking often: a client is waiting).
+                        backoff = 1 if job.is_sync else min(capped_polls + 1, CAP_POLL_BACKOFF_MAX)
+                        time.sleep(CAP_POLL_SECONDS * backoff)
                         capped_polls += 1
                         continue
                     capped_polls = 0
@@ -235,7 +239,12 @@ def _restore_window(
 
 
 def _record_and_claim(
-    done: dict[Future[RestoreOutcome], NumberResult], *, job_id: int, tenant: Tenant, limit: int
+    done: dict[Future[RestoreOutcome], NumberResult],
+    *,
+    job_id: int,
+    tenant: Tenant,
+    limit: int,
+    for_sync: bool = False,
 ) -> Claim | None:
     """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
     more, in one transaction; returns the claim, or None when none was asked for.
@@ -268,7 +277,7 @@ def _record_and_claim(
                 now=now,
             )
         if limit and not rejected:
-            claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=now)
+            claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync)
     if rejected:
         job_fail_pending(job_id=job_id, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
     if claim is not None and not claim.complete:
@@ -313,7 +322,20 @@ def tenant_in_flight(*, tenant_id: int, now: datetime | None = None) -> int:
     ).count()
 
 
-def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int) -> Claim:
+def tenant_sync_waiting(*, tenant_id: int, now: datetime | None = None) -> int:
+    """Numbers of the tenant's synchronous requests not yet started: what queued work must
+    leave room for. Only requests within their ``SYNC_DEADLINE`` count, so a request whose
+    process died holds nothing back for long."""
+    now = now or timezone.now()
+    return NumberResult.objects.filter(
+        job__tenant_id=tenant_id,
+        job__is_sync=True,
+        job__created_at__gte=now - timedelta(seconds=settings.SYNC_DEADLINE),
+        status=NumberResult.Status.PENDING,
+    ).count()
+
+
+def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int, for_sync: bool = False) -> Claim:
     """Lease up to ``limit`` pending numbers of a job, in submission order, within the tenant's cap.
 
     The database is the semaphore: the tenant's live leases are counted and
@@ -322,9 +344,13 @@ def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int) -> Claim:
     writers). Candidate rows are locked with SKIP LOCKED on PostgreSQL so that
     workers never queue behind each other; everywhere, the conditional UPDATE
     (``status = pending``) decides, and its row count says what was won.
+
+    Synchronous requests come first: a claim for queued work (``for_sync`` false)
+    leaves room for the numbers of the tenant's synchronous requests still waiting
+    for a slot, so a client waiting on its answer is never starved by a big job.
     """
     with transaction.atomic():
-        claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=timezone.now())
+        claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=timezone.now(), for_sync=for_sync)
     if not claim.complete:
         results = list(
             NumberResult.objects.filter(job_id=job_id, lease_token=claim.token).order_by("position")
@@ -333,7 +359,7 @@ def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int) -> Claim:
     return claim
 
 
-def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime) -> Claim:
+def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool = False) -> Claim:
     """The claim of ``number_batch_claim``, inside the caller's transaction.
 
     The candidates are read with the lock that the UPDATE needs anyway (and
@@ -344,6 +370,8 @@ def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime) -> Claim:
     if connection.vendor == "postgresql":
         list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
     room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
+    if room > 0 and not for_sync:
+        room -= tenant_sync_waiting(tenant_id=tenant.pk, now=now)
     if room <= 0:
         return Claim(token=token, results=[], capped=True)
     candidates = NumberResult.objects.filter(

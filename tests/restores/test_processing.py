@@ -142,6 +142,37 @@ def test_it_never_claims_beyond_the_tenants_cap_across_its_jobs(
     assert services.tenant_in_flight(tenant_id=owner.tenant.pk) == 4
 
 
+def test_it_leaves_room_in_the_cap_for_waiting_synchronous_requests(owner: Party, enqueued: Any) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 4
+    owner.tenant.save()
+    queued = _async_job(owner, 12)
+    waiting = _async_job(owner, 3)  # a synchronous request whose numbers wait for a slot
+    assert waiting.is_sync
+
+    for_queued = services.number_batch_claim(job_id=queued.pk, tenant=owner.tenant, limit=4)
+    for_sync = services.number_batch_claim(job_id=waiting.pk, tenant=owner.tenant, limit=3, for_sync=True)
+
+    assert services.tenant_sync_waiting(tenant_id=owner.tenant.pk) == 0
+    assert (len(for_queued.results), len(for_sync.results)) == (1, 3)
+    assert services.number_batch_claim(job_id=queued.pk, tenant=owner.tenant, limit=4).capped
+
+
+def test_it_stops_leaving_room_for_a_synchronous_request_past_its_deadline(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 4
+    owner.tenant.save()
+    queued = _async_job(owner, 12)
+    waiting = _async_job(owner, 3)
+    Job.objects.filter(pk=waiting.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.SYNC_DEADLINE + 1)
+    )
+
+    assert len(services.number_batch_claim(job_id=queued.pk, tenant=owner.tenant, limit=4).results) == 4
+
+
 def test_it_frees_a_slot_of_the_cap_when_a_result_is_recorded(owner: Party, enqueued: Any) -> None:
     assert owner.tenant is not None
     owner.tenant.max_concurrency = 2
