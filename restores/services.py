@@ -92,12 +92,51 @@ def job_create(
         status=Job.Status.PROCESSING if is_sync else Job.Status.PENDING,
         started_at=now if is_sync else None,
     )
-    NumberResult.objects.bulk_create(
-        [NumberResult(job=job, position=i, number=n) for i, n in enumerate(numbers)], batch_size=2000
-    )
+    _results_insert(job_id=job.pk, numbers=numbers)
     if not is_sync:
         _enqueue_on_commit("restores.tasks.process_job", job.pk, times=_fanout(tenant, len(numbers)))
     return job
+
+
+def _results_insert(*, job_id: int, numbers: Sequence[str]) -> None:
+    """Insert a new job's numbers, ``pending``, in submission order.
+
+    Only the position and the number differ between the rows, so they are sent
+    as data and every other column as one value: a single ``INSERT … SELECT FROM
+    unnest()`` on PostgreSQL, one ``executemany`` elsewhere. ``bulk_create`` would
+    build a model instance and prepare 14 fields per number in Python, more than
+    half the time of a 10,000-number POST.
+    """
+    meta = NumberResult._meta
+    varying = ("id", "job", "position", "number")
+    fields = {field.name: field for field in meta.concrete_fields}
+    fixed = [
+        (str(field.column), field.get_db_prep_save(field.get_default(), connection))
+        for field in fields.values()
+        if field.name not in varying and not (field.null and field.get_default() is None)
+    ]
+    quote = connection.ops.quote_name
+    columns = ", ".join(
+        quote(column)
+        for column in [*(str(fields[name].column) for name in varying[1:]), *(c for c, _ in fixed)]
+    )
+    table = quote(meta.db_table)
+    values = [value for _, value in fixed]
+    # The SQL holds only quoted identifiers from the model's metadata; every value is a parameter.
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            sql = (
+                f"INSERT INTO {table} ({columns}) "  # noqa: S608
+                f"SELECT %s, t.position - 1, t.number{', %s' * len(fixed)} "
+                "FROM unnest(%s::varchar[]) WITH ORDINALITY AS t(number, position)"
+            )
+            cursor.execute(sql, [job_id, *values, list(numbers)])
+        else:
+            placeholders = ", ".join(["%s"] * (3 + len(fixed)))
+            sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders})"  # noqa: S608
+            cursor.executemany(
+                sql, [(job_id, position, number, *values) for position, number in enumerate(numbers)]
+            )
 
 
 def job_submit(
