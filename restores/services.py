@@ -408,6 +408,9 @@ def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: 
     token = uuid.uuid4().hex
     if connection.vendor == "postgresql":
         list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
+        return _claim_postgresql(
+            job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync, token=token
+        )
     room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
     if room > 0 and not for_sync:
         room -= tenant_sync_waiting(tenant_id=tenant.pk, now=now)
@@ -441,6 +444,77 @@ def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: 
         row.started_at = row.started_at or now
         row.claimed_by = claimed_by
     return Claim(token=token, results=rows)
+
+
+_PG_CLAIM_SQL = """
+WITH room AS (
+    SELECT %(cap)s
+        - (SELECT count(*) FROM {result} r JOIN {job} j ON j.id = r.job_id
+           WHERE j.tenant_id = %(tenant)s AND r.status = 'processing' AND r.lease_expires_at > %(now)s)
+        - (CASE WHEN %(for_sync)s THEN 0 ELSE
+            (SELECT count(*) FROM {result} r JOIN {job} j ON j.id = r.job_id
+             WHERE j.tenant_id = %(tenant)s AND j.is_sync AND j.created_at >= %(sync_since)s
+               AND r.status = 'pending')
+           END) AS n
+),
+picked AS (
+    SELECT r.id FROM {result} r JOIN {job} j ON j.id = r.job_id
+    WHERE r.job_id = %(job)s AND r.status = 'pending' AND j.status IN ('pending', 'processing')
+    ORDER BY r.position
+    LIMIT (SELECT greatest(least(%(limit)s, n), 0) FROM room)
+    FOR UPDATE OF r SKIP LOCKED
+),
+won AS (
+    UPDATE {result} SET status = 'processing', lease_token = %(token)s, lease_expires_at = %(expires)s,
+        started_at = coalesce(started_at, %(now)s), claimed_by = %(claimed_by)s
+    WHERE id IN (SELECT id FROM picked) AND status = 'pending'
+    RETURNING {columns}
+)
+SELECT (SELECT n FROM room), won.* FROM (SELECT 1) AS one LEFT JOIN won ON true ORDER BY won.position
+"""
+
+
+def _claim_postgresql(
+    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool, token: str
+) -> Claim:
+    """``_claim`` on PostgreSQL, with the tenant's row already locked: the room left in the
+    cap, the candidates (``SKIP LOCKED``) and the conditional UPDATE in one statement, so
+    that the tenant's lock, which every refill of its slots needs, is held for two round
+    trips and a commit. The statement's snapshot is taken after the lock was granted, so
+    the count of calls in flight sees every claim committed before."""
+    meta = NumberResult._meta
+    fields = meta.concrete_fields
+    sql = _PG_CLAIM_SQL.format(
+        result=meta.db_table,
+        job=Job._meta.db_table,
+        columns=", ".join(connection.ops.quote_name(str(field.column)) for field in fields),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            {
+                "cap": tenant.max_concurrency,
+                "tenant": tenant.pk,
+                "now": now,
+                "for_sync": for_sync,
+                "sync_since": now - timedelta(seconds=settings.SYNC_DEADLINE),
+                "job": job_id,
+                "limit": limit,
+                "token": token,
+                "expires": now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS),
+                "claimed_by": worker_name(),
+            },
+        )
+        rows = cursor.fetchall()
+    room = rows[0][0]
+    if room <= 0:
+        return Claim(token=token, results=[], capped=True)
+    results = [
+        NumberResult.from_db(connection.alias, [field.attname for field in fields], row[1:])
+        for row in rows
+        if row[1] is not None
+    ]
+    return Claim(token=token, results=results)
 
 
 def number_results_record(
