@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -87,6 +88,28 @@ def job_final_payload(*, job: Job, with_webhook_error: bool) -> dict[str, Any]:
     if with_webhook_error and job.webhook_error:
         payload["webhook_error"] = job.webhook_error
     return payload
+
+
+# Results per piece of a streamed body.
+BODY_PIECE_RESULTS = 1000
+
+
+def job_final_payload_pieces(*, job: Job) -> Iterator[bytes]:
+    """``job_final_payload(with_webhook_error=False)`` as JSON bytes, the same as
+    ``json.dumps`` of it, a piece at a time: the webhook body of a big job is never
+    held in memory whole (100,000 results are about 13 MB of JSON)."""
+    head = json.dumps(job_summary(job))
+    yield (head[:-1] + ', "results": [').encode()
+    entries: list[str] = []
+    separator = ""
+    for row in job_result_rows(job=job):
+        entries.append(json.dumps(result_entry(row, detailed=False)))
+        if len(entries) == BODY_PIECE_RESULTS:
+            yield (separator + ", ".join(entries)).encode()
+            entries, separator = [], ", "
+    if entries:
+        yield (separator + ", ".join(entries)).encode()
+    yield b"]}"
 
 
 def job_status_payload(*, job: Job, number: str | None = None) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ presumed dead and swept) cannot overwrite or double-count anything.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ from portal.logs import log_context
 from restores import webhooks
 from restores.models import IdempotencyKey, Job, NumberResult, UpstreamAttempt, WebhookDelivery
 from restores.multitel import MultitelClient, RestoreOutcome
-from restores.selectors import job_final_payload, job_remaining_count
+from restores.selectors import job_final_payload_pieces, job_remaining_count
 
 logger = logging.getLogger(__name__)
 
@@ -714,14 +713,18 @@ def _webhook_deliver(*, job: Job, now: datetime, timeout: float) -> WebhookDeliv
         # A cancelled job still has calls in flight: deliver once they are recorded.
         Job.objects.filter(pk=job_id).update(webhook_next_attempt_at=now + timedelta(seconds=5))
         return None
-    body = json.dumps(job_final_payload(job=job, with_webhook_error=False)).encode()
-    result = webhooks.deliver(
-        url=job.webhook_url,
-        body=body,
-        webhook_id=job.webhook_id,
-        secret=job.tenant.webhook_secret,
-        timeout=timeout,
-    )
+    body = webhooks.spool(job_final_payload_pieces(job=job))
+    try:
+        result = webhooks.deliver(
+            url=job.webhook_url,
+            body=body,
+            webhook_id=job.webhook_id,
+            secret=job.tenant.webhook_secret,
+            timeout=timeout,
+        )
+    finally:
+        if not isinstance(body, bytes):
+            body.close()
     return webhook_delivery_record(job=job, result=result)
 
 

@@ -17,10 +17,12 @@ import errno
 import hashlib
 import hmac
 import socket
+import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -34,6 +36,8 @@ from restores.multitel import user_agent
 from restores.validation import IPAddress, address_is_public, literal_ip
 
 RESPONSE_EXCERPT_BYTES = 512
+# A body larger than this is spooled to a temporary file rather than kept in memory.
+BODY_IN_MEMORY_MAX = 1024 * 1024
 # Environment proxies would resolve the host themselves: never used for a checked address.
 NO_PROXIES = {"http": None, "https": None, "all": None}
 
@@ -48,14 +52,49 @@ class DeliveryResult:
     response_excerpt: str
 
 
-def sign(*, secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """Standard Webhooks ``webhook-signature`` value for one message."""
+Body = bytes | IO[bytes]
+
+
+def sign(*, secret: str, webhook_id: str, timestamp: int, body: Body) -> str:
+    """Standard Webhooks ``webhook-signature`` value for one message.
+
+    ``body`` is bytes, or a file read from its start and left at its start again.
+    """
     encoded = secret.removeprefix("whsec_")
     # Like the reference libraries, accept a secret whose base64 padding was left off.
     key = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
-    signed = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode(), hashlib.sha256)
+    if isinstance(body, bytes):
+        mac.update(body)
+    else:
+        body.seek(0)
+        while chunk := body.read(64 * 1024):
+            mac.update(chunk)
+        body.seek(0)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def spool(pieces: Iterable[bytes], *, in_memory_max: int | None = None) -> Body:
+    """A body made of ``pieces``: bytes when it is small, else a temporary file (at its
+    start; the caller closes it), so that a big body costs disk, not memory."""
+    limit = BODY_IN_MEMORY_MAX if in_memory_max is None else in_memory_max
+    held: list[bytes] = []
+    size = 0
+    spooled: IO[bytes] | None = None
+    for piece in pieces:
+        if spooled is not None:
+            spooled.write(piece)
+            continue
+        held.append(piece)
+        size += len(piece)
+        if size > limit:
+            spooled = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+            spooled.writelines(held)
+            held = []
+    if spooled is None:
+        return b"".join(held)
+    spooled.seek(0)
+    return spooled
 
 
 def _host_port(url: str) -> tuple[str, int]:
@@ -165,7 +204,7 @@ def _pinned_url(url: str, address: IPAddress) -> str:
 def deliver(
     *,
     url: str,
-    body: bytes,
+    body: Body,
     webhook_id: str,
     secret: str,
     timeout: float,
@@ -174,7 +213,8 @@ def deliver(
     """POST one signed webhook; returns what happened, never raises for network faults.
 
     ``session`` is used when the request can go to ``url`` as it is: when private
-    targets are allowed, or when the URL's host is a (public) IP literal.
+    targets are allowed, or when the URL's host is a (public) IP literal. A file
+    ``body`` (see ``spool``) is streamed, with its length in ``Content-Length``.
     """
     timestamp = int(time.time())
     headers = {
