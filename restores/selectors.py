@@ -41,12 +41,21 @@ def job_get_for_tenant(*, tenant: Tenant, job_uuid: UUID) -> Job | None:
     return Job.objects.filter(tenant=tenant, uuid=job_uuid).first()
 
 
+# A job of more results than this is read through a server-side cursor, a chunk at a time.
+STREAMED_RESULTS_MIN = 2000
+
+
 def job_result_rows(*, job: Job, number: str | None = None) -> Iterable[dict[str, Any]]:
-    """The job's results in submission order as plain dicts (one query, streamed)."""
+    """The job's results in submission order as plain dicts, in one query: streamed for a big
+    job, fetched at once for a small one or one number (a server-side cursor would cost
+    several round trips for a handful of rows)."""
     qs = NumberResult.objects.filter(job=job)
     if number is not None:
         qs = qs.filter(number=number)
-    return qs.order_by("position").values(*RESULT_FIELDS).iterator(chunk_size=2000)
+    rows = qs.order_by("position").values(*RESULT_FIELDS)
+    if number is not None or job.total_numbers <= STREAMED_RESULTS_MIN:
+        return list(rows)
+    return rows.iterator(chunk_size=STREAMED_RESULTS_MIN)
 
 
 def result_entry(row: dict[str, Any], *, detailed: bool) -> dict[str, Any]:
