@@ -230,6 +230,7 @@ def _restore_window(
     done: dict[Future[RestoreOutcome], NumberResult] = {}
     claiming, stopped_early, asked = True, False, False
     capped_polls = 0
+    after = -1  # the highest position claimed so far: where the next claim looks first
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="restore") as pool:
         while True:
             now = time.monotonic()
@@ -244,11 +245,12 @@ def _restore_window(
                 # Finished calls are recorded and free slots refilled in one transaction:
                 # a slot of the tenant's cap passes from one number to the next at one commit.
                 claim = _record_and_claim(
-                    done, job_id=job.pk, tenant=tenant, limit=want, for_sync=job.is_sync
+                    done, job_id=job.pk, tenant=tenant, limit=want, for_sync=job.is_sync, after=after
                 )
                 done = {}
                 if claim is not None:
                     asked = True
+                    after = max([after, *(result.position for result in claim.results)])
                     for result in claim.results:
                         future = pool.submit(
                             client.restore,
@@ -283,9 +285,11 @@ def _record_and_claim(
     tenant: Tenant,
     limit: int,
     for_sync: bool = False,
+    after: int = -1,
 ) -> Claim | None:
     """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
-    more, in one transaction; returns the claim, or None when none was asked for.
+    more (looking after position ``after`` first, see ``_claim``), in one transaction;
+    returns the claim, or None when none was asked for.
 
     After an upstream 401 nothing more is claimed: every pending number of the job
     fails without a call, since each would be refused too.
@@ -315,7 +319,7 @@ def _record_and_claim(
                 now=now,
             )
         if limit and not rejected:
-            claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync)
+            claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync, after=after)
     if rejected:
         job_fail_pending(job_id=job_id, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
     if claim is not None and not claim.complete:
@@ -373,7 +377,9 @@ def tenant_sync_waiting(*, tenant_id: int, now: datetime | None = None) -> int:
     ).count()
 
 
-def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int, for_sync: bool = False) -> Claim:
+def number_batch_claim(
+    *, job_id: int, tenant: Tenant, limit: int, for_sync: bool = False, after: int = -1
+) -> Claim:
     """Lease up to ``limit`` pending numbers of a job, in submission order, within the tenant's cap.
 
     The database is the semaphore: the tenant's live leases are counted and
@@ -386,9 +392,13 @@ def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int, for_sync: boo
     Synchronous requests come first: a claim for queued work (``for_sync`` false)
     leaves room for the numbers of the tenant's synchronous requests still waiting
     for a slot, so a client waiting on its answer is never starved by a big job.
+
+    ``after``: the highest position the caller claimed before (see ``_claim``).
     """
     with transaction.atomic():
-        claim = _claim(job_id=job_id, tenant=tenant, limit=limit, now=timezone.now(), for_sync=for_sync)
+        claim = _claim(
+            job_id=job_id, tenant=tenant, limit=limit, now=timezone.now(), for_sync=for_sync, after=after
+        )
     if not claim.complete:
         results = list(
             NumberResult.objects.filter(job_id=job_id, lease_token=claim.token).order_by("position")
@@ -397,18 +407,51 @@ def number_batch_claim(*, job_id: int, tenant: Tenant, limit: int, for_sync: boo
     return claim
 
 
-def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool = False) -> Claim:
+def _claim(
+    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool = False, after: int = -1
+) -> Claim:
     """The claim of ``number_batch_claim``, inside the caller's transaction.
 
-    The candidates are read with the lock that the UPDATE needs anyway (and
-    SQLite's writer lock is held), so when every one is won they are returned
-    as updated, without reading them again.
+    ``after`` is the highest position the caller claimed before. Candidates are
+    looked for after it first: the front of a job's queue is a run of index
+    entries of numbers already claimed, which a scan from the first position
+    would walk on every claim (a cost that grows with the job). When that leaves
+    the claim short, the rest is looked for from the start, where numbers
+    returned to ``pending`` (by the sweeper or a retry) may be.
     """
     token = uuid.uuid4().hex
     if connection.vendor == "postgresql":
         list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
+
+    def candidates(*, limit: int, after: int) -> Claim:
+        return _claim_candidates(
+            job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync, token=token, after=after
+        )
+
+    claim = candidates(limit=limit, after=after)
+    if after < 0 or claim.capped or not claim.complete or len(claim.results) >= limit:
+        return claim
+    rest = candidates(limit=limit - len(claim.results), after=-1)
+    return Claim(
+        token=token,
+        results=claim.results + rest.results,
+        capped=rest.capped and not claim.results,
+        complete=rest.complete,
+    )
+
+
+def _claim_candidates(
+    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool, token: str, after: int
+) -> Claim:
+    """Lease up to ``limit`` pending numbers of the job after position ``after``, within the
+    room the tenant's cap leaves, with the tenant's lock held (or SQLite's writer lock).
+
+    The candidates are read with the lock that the UPDATE needs anyway, so when
+    every one is won they are returned as updated, without reading them again.
+    """
+    if connection.vendor == "postgresql":
         return _claim_postgresql(
-            job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync, token=token
+            job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync, token=token, after=after
         )
     room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
     if room > 0 and not for_sync:
@@ -416,10 +459,11 @@ def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: 
     if room <= 0:
         return Claim(token=token, results=[], capped=True)
     candidates = NumberResult.objects.filter(
-        job_id=job_id, status=NumberResult.Status.PENDING, job__status__in=Job.ACTIVE_STATUSES
+        job_id=job_id,
+        status=NumberResult.Status.PENDING,
+        position__gt=after,
+        job__status__in=Job.ACTIVE_STATUSES,
     ).order_by("position")
-    if connection.vendor == "postgresql":
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     rows = list(candidates[: min(limit, room)])
     if not rows:
         return Claim(token=token, results=[])
@@ -446,10 +490,12 @@ def _claim(*, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: 
 
 
 _PG_CLAIM_SQL = """
-WITH room AS (
+WITH leased AS MATERIALIZED (
+    SELECT job_id FROM {result} WHERE status = 'processing' AND lease_expires_at > %(now)s
+),
+room AS (
     SELECT %(cap)s
-        - (SELECT count(*) FROM {result} r JOIN {job} j ON j.id = r.job_id
-           WHERE j.tenant_id = %(tenant)s AND r.status = 'processing' AND r.lease_expires_at > %(now)s)
+        - (SELECT count(*) FROM leased l JOIN {job} j ON j.id = l.job_id WHERE j.tenant_id = %(tenant)s)
         - (CASE WHEN %(for_sync)s THEN 0 ELSE
             (SELECT count(*) FROM {result} r JOIN {job} j ON j.id = r.job_id
              WHERE j.tenant_id = %(tenant)s AND j.is_sync AND j.created_at >= %(sync_since)s
@@ -458,7 +504,8 @@ WITH room AS (
 ),
 picked AS (
     SELECT r.id FROM {result} r JOIN {job} j ON j.id = r.job_id
-    WHERE r.job_id = %(job)s AND r.status = 'pending' AND j.status IN ('pending', 'processing')
+    WHERE r.job_id = %(job)s AND r.status = 'pending' AND r.position > %(after)s
+        AND j.status IN ('pending', 'processing')
     ORDER BY r.position
     LIMIT (SELECT greatest(least(%(limit)s, n), 0) FROM room)
     FOR UPDATE OF r SKIP LOCKED
@@ -474,13 +521,15 @@ SELECT (SELECT n FROM room), won.* FROM (SELECT 1) AS one LEFT JOIN won ON true 
 
 
 def _claim_postgresql(
-    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool, token: str
+    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool, token: str, after: int
 ) -> Claim:
-    """``_claim`` on PostgreSQL, with the tenant's row already locked: the room left in the
-    cap, the candidates (``SKIP LOCKED``) and the conditional UPDATE in one statement, so
-    that the tenant's lock, which every refill of its slots needs, is held for two round
-    trips and a commit. The statement's snapshot is taken after the lock was granted, so
-    the count of calls in flight sees every claim committed before."""
+    """``_claim_candidates`` on PostgreSQL, with the tenant's row already locked: the room
+    left in the cap, the candidates (``SKIP LOCKED``) and the conditional UPDATE in one
+    statement, so that the tenant's lock, which every refill of its slots needs, is held
+    for two round trips and a commit. The statement's snapshot is taken after the lock
+    was granted, so the count of calls in flight sees every claim committed before. That
+    count starts from the leases in force (a few per tenant), not from the tenant's jobs
+    (a year of them)."""
     meta = NumberResult._meta
     fields = meta.concrete_fields
     sql = _PG_CLAIM_SQL.format(
@@ -499,6 +548,7 @@ def _claim_postgresql(
                 "sync_since": now - timedelta(seconds=settings.SYNC_DEADLINE),
                 "job": job_id,
                 "limit": limit,
+                "after": after,
                 "token": token,
                 "expires": now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS),
                 "claimed_by": worker_name(),

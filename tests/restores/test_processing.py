@@ -122,6 +122,41 @@ def test_it_claims_pending_numbers_in_submission_order_under_a_lease(owner: Part
     assert all(r.claimed_by for r in leased)
 
 
+def test_it_claims_after_its_last_position_first_then_numbers_returned_before_it(
+    owner: Party, enqueued: Any
+) -> None:
+    job = _async_job(owner, 30)
+    first = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=10)
+    NumberResult.objects.filter(job=job, position=3).update(
+        lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert services.jobs_sweep().leases_reclaimed == 1  # position 3 is pending again
+
+    ahead = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=5, after=9)
+    rest = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=20, after=14)
+
+    assert [r.position for r in first.results] == list(range(10))
+    assert [r.position for r in ahead.results] == [10, 11, 12, 13, 14]
+    assert sorted(r.position for r in rest.results) == [3, *range(15, 30)]
+    assert len({r.lease_token for r in rest.results}) == 1
+    assert not NumberResult.objects.filter(job=job, status="pending").exists()
+
+
+def test_it_keeps_to_the_cap_when_a_claim_after_a_position_falls_short(owner: Party, enqueued: Any) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 12
+    owner.tenant.save()
+    job = _async_job(owner, 30)
+    services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=10)
+
+    claim = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=9)
+
+    assert [r.position for r in claim.results] == [10, 11]
+    assert not claim.capped
+    assert services.tenant_in_flight(tenant_id=owner.tenant.pk) == 12
+    assert services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=11).capped
+
+
 def test_it_never_claims_beyond_the_tenants_cap_across_its_jobs(
     owner: Party, second: Party, enqueued: Any
 ) -> None:
