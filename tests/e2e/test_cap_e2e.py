@@ -18,7 +18,10 @@ CAP = 4
 
 @pytest.fixture(scope="module")
 def stack(make_stack: Any) -> Stack:
-    s: Stack = make_stack(latency_ms=100, workers=("cap-a", "cap-b"))
+    # One task at a time per qcluster (which then holds one task, not a backlog), each with
+    # at most 3 calls in flight: neither process can fill the cap of 4 alone, so both always
+    # find room and work at once, and together they could exceed the cap (6) but for it.
+    s: Stack = make_stack(latency_ms=100, workers=("cap-a", "cap-b"), q_workers=1, RESTORE_BATCH_SIZE="3")
     s.create_tenant("capped", max_concurrency=CAP)
     s.create_tenant("mixed", max_concurrency=CAP)
     return s
@@ -81,9 +84,9 @@ def test_it_keeps_a_tenants_calls_in_flight_within_its_cap_across_two_qclusters(
     status = stack.wait_for_job(stack.tenants["capped"], job_uuid, timeout=120)
 
     _assert_all_restored_once(stack, status, numbers)
-    # Both processes worked on the job at the same time...
+    # Both processes worked on the job, and together never had more than the cap in flight
+    # upstream, while using it.
     assert _claimed_by(stack, job_uuid) == ["cap-a", "cap-b"]
-    # ...and together never had more than the cap in flight upstream, while using it.
     peak = stack.fake_stats()["max_in_flight"]["mt-capped"]
     assert CAP - 1 <= peak <= CAP
 
