@@ -15,7 +15,9 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def stack(make_stack: Any) -> Stack:
-    s: Stack = make_stack(latency_ms=50, workers=("cluster-a", "cluster-b"))
+    # One worker per qcluster, so each holds one task (plus at most two fetched ahead) rather
+    # than a backlog, and a job's tasks reach both processes.
+    s: Stack = make_stack(latency_ms=50, workers=("cluster-a", "cluster-b"), q_workers=1)
     s.create_tenant("acme", max_concurrency=10)
     return s
 
