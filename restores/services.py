@@ -353,6 +353,8 @@ class Claim:
     results: list[NumberResult]
     capped: bool = False  # the tenant's cap left no room
     complete: bool = True  # ``results`` are the rows as updated (False: read them back)
+    # Fewer numbers were found than the cap left room for: the job ran out of candidates.
+    short: bool = False
 
 
 def tenant_in_flight(*, tenant_id: int, now: datetime | None = None) -> int:
@@ -429,14 +431,15 @@ def _claim(
         )
 
     claim = candidates(limit=limit, after=after)
-    if after < 0 or claim.capped or not claim.complete or len(claim.results) >= limit:
-        return claim
+    if after < 0 or not claim.short or not claim.complete:
+        return claim  # nothing to look for before ``after``, or no room left for it
     rest = candidates(limit=limit - len(claim.results), after=-1)
     return Claim(
         token=token,
         results=claim.results + rest.results,
         capped=rest.capped and not claim.results,
         complete=rest.complete,
+        short=rest.short,
     )
 
 
@@ -464,9 +467,10 @@ def _claim_candidates(
         position__gt=after,
         job__status__in=Job.ACTIVE_STATUSES,
     ).order_by("position")
-    rows = list(candidates[: min(limit, room)])
+    wanted = min(limit, room)
+    rows = list(candidates[:wanted])
     if not rows:
-        return Claim(token=token, results=[])
+        return Claim(token=token, results=[], short=True)
     lease_expires_at = now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
     claimed_by = worker_name()
     won = NumberResult.objects.filter(
@@ -486,12 +490,12 @@ def _claim_candidates(
         row.lease_expires_at = lease_expires_at
         row.started_at = row.started_at or now
         row.claimed_by = claimed_by
-    return Claim(token=token, results=rows)
+    return Claim(token=token, results=rows, short=len(rows) < wanted)
 
 
 _PG_CLAIM_SQL = """
 WITH leased AS MATERIALIZED (
-    SELECT job_id FROM {result} WHERE status = 'processing' AND lease_expires_at > %(now)s
+    SELECT job_id FROM {result} WHERE status = %(processing)s AND lease_expires_at > %(now)s
 ),
 room AS (
     SELECT %(cap)s
@@ -499,21 +503,21 @@ room AS (
         - (CASE WHEN %(for_sync)s THEN 0 ELSE
             (SELECT count(*) FROM {result} r JOIN {job} j ON j.id = r.job_id
              WHERE j.tenant_id = %(tenant)s AND j.is_sync AND j.created_at >= %(sync_since)s
-               AND r.status = 'pending')
+               AND r.status = %(pending)s)
            END) AS n
 ),
 picked AS (
     SELECT r.id FROM {result} r JOIN {job} j ON j.id = r.job_id
-    WHERE r.job_id = %(job)s AND r.status = 'pending' AND r.position > %(after)s
-        AND j.status IN ('pending', 'processing')
+    WHERE r.job_id = %(job)s AND r.status = %(pending)s AND r.position > %(after)s
+        AND j.status = ANY(%(active)s)
     ORDER BY r.position
     LIMIT (SELECT greatest(least(%(limit)s, n), 0) FROM room)
     FOR UPDATE OF r SKIP LOCKED
 ),
 won AS (
-    UPDATE {result} SET status = 'processing', lease_token = %(token)s, lease_expires_at = %(expires)s,
+    UPDATE {result} SET status = %(processing)s, lease_token = %(token)s, lease_expires_at = %(expires)s,
         started_at = coalesce(started_at, %(now)s), claimed_by = %(claimed_by)s
-    WHERE id IN (SELECT id FROM picked) AND status = 'pending'
+    WHERE id IN (SELECT id FROM picked) AND status = %(pending)s
     RETURNING {columns}
 )
 SELECT (SELECT n FROM room), won.* FROM (SELECT 1) AS one LEFT JOIN won ON true ORDER BY won.position
@@ -529,7 +533,8 @@ def _claim_postgresql(
     for two round trips and a commit. The statement's snapshot is taken after the lock
     was granted, so the count of calls in flight sees every claim committed before. That
     count starts from the leases in force (a few per tenant), not from the tenant's jobs
-    (a year of them)."""
+    (a year of them). The counts follow the rules of ``tenant_in_flight`` and
+    ``tenant_sync_waiting``, which the other databases use."""
     meta = NumberResult._meta
     fields = meta.concrete_fields
     sql = _PG_CLAIM_SQL.format(
@@ -549,6 +554,9 @@ def _claim_postgresql(
                 "job": job_id,
                 "limit": limit,
                 "after": after,
+                "pending": NumberResult.Status.PENDING.value,
+                "processing": NumberResult.Status.PROCESSING.value,
+                "active": [status.value for status in Job.ACTIVE_STATUSES],
                 "token": token,
                 "expires": now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS),
                 "claimed_by": worker_name(),
@@ -563,7 +571,7 @@ def _claim_postgresql(
         for row in rows
         if row[1] is not None
     ]
-    return Claim(token=token, results=results)
+    return Claim(token=token, results=results, short=len(results) < min(limit, room))
 
 
 def number_results_record(

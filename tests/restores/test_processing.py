@@ -7,13 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from restores import services
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
-from restores.multitel import AttemptRecord, RestoreOutcome
 from restores.selectors import job_status_payload
 from tests.conftest import Party
+from tests.restores.support import plain_numbers, recorded_outcome
 
 
 @pytest.fixture
@@ -32,34 +34,10 @@ def roomy_owner(owner: Party) -> None:
     owner.tenant.save()
 
 
-def _numbers(count: int, start: int = 15551240001) -> list[str]:
-    """Plain-success numbers for the simulated Multitel (all end in 01)."""
-    return [str(start + i * 100) for i in range(count)]
-
-
 def _async_job(party: Party, count: int, **kwargs: Any) -> Job:
     assert party.tenant is not None
     return services.job_create(
-        tenant=party.tenant, credential=None, numbers=_numbers(count), webhook_url=None, **kwargs
-    )
-
-
-def _outcome(success: bool = True) -> RestoreOutcome:
-    attempt = AttemptRecord(
-        attempt_number=1,
-        started_at=timezone.now(),
-        duration_ms=5,
-        http_status=200,
-        envelope_code="200" if success else "500",
-        outcome="success" if success else "failed",
-        error="" if success else "boom",
-        body_excerpt="{}",
-    )
-    return RestoreOutcome(
-        success=success,
-        status_code=200 if success else 500,
-        message="Number restored" if success else "Error: 'boom'",
-        attempts=[attempt],
+        tenant=party.tenant, credential=None, numbers=plain_numbers(count), webhook_url=None, **kwargs
     )
 
 
@@ -157,6 +135,25 @@ def test_it_keeps_to_the_cap_when_a_claim_after_a_position_falls_short(owner: Pa
     assert services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=11).capped
 
 
+def test_it_does_not_search_again_when_the_cap_not_the_job_cut_a_claim_short(
+    owner: Party, enqueued: Any
+) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 12
+    owner.tenant.save()
+    job = _async_job(owner, 30)
+    services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=10)
+
+    with CaptureQueriesContext(connection) as filled:
+        first = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=1, after=9)
+    with CaptureQueriesContext(connection) as cut_by_cap:
+        second = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=10)
+
+    assert [r.position for r in first.results] == [10]
+    assert [r.position for r in second.results] == [11]  # room for one more only
+    assert len(cut_by_cap.captured_queries) == len(filled.captured_queries)
+
+
 def test_it_never_claims_beyond_the_tenants_cap_across_its_jobs(
     owner: Party, second: Party, enqueued: Any
 ) -> None:
@@ -220,7 +217,7 @@ def test_it_frees_a_slot_of_the_cap_when_a_result_is_recorded(owner: Party, enqu
         job_id=job.pk,
         token=claim.token,
         results=claim.results[:1],
-        outcomes={claim.results[0].pk: _outcome()},
+        outcomes={claim.results[0].pk: recorded_outcome()},
     )
 
     assert len(services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2).results) == 1
@@ -236,7 +233,7 @@ def test_it_never_claims_numbers_of_a_cancelled_job(owner: Party, enqueued: Any)
 def test_it_records_results_only_for_the_holder_of_the_lease(owner: Party, enqueued: Any) -> None:
     job = _async_job(owner, 12)
     claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=2)
-    outcomes = {r.pk: _outcome(success=True) for r in claim.results}
+    outcomes = {r.pk: recorded_outcome(success=True) for r in claim.results}
 
     lost = services.number_results_record(
         job_id=job.pk, token="someone-else", results=claim.results, outcomes=outcomes
@@ -260,7 +257,10 @@ def test_it_completes_a_job_exactly_once_and_hands_the_webhook_on_once(
 ) -> None:
     assert owner.tenant is not None
     job = services.job_create(
-        tenant=owner.tenant, credential=None, numbers=_numbers(11), webhook_url="https://hooks.example.com/x"
+        tenant=owner.tenant,
+        credential=None,
+        numbers=plain_numbers(11),
+        webhook_url="https://hooks.example.com/x",
     )
     enqueued.clear()
     claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=11)
@@ -268,7 +268,7 @@ def test_it_completes_a_job_exactly_once_and_hands_the_webhook_on_once(
         job_id=job.pk,
         token=claim.token,
         results=claim.results,
-        outcomes={r.pk: _outcome() for r in claim.results},
+        outcomes={r.pk: recorded_outcome() for r in claim.results},
     )
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -295,7 +295,7 @@ def test_it_processes_a_queued_job_through_the_simulated_multitel(
 ) -> None:
     settings.RESTORE_BATCH_SIZE = 4
     assert owner.tenant is not None
-    numbers = [*_numbers(20), "15551230112", "15551230113", "15551230191"]
+    numbers = [*plain_numbers(20), "15551230112", "15551230113", "15551230191"]
     job = services.job_create(tenant=owner.tenant, credential=None, numbers=numbers, webhook_url=None)
 
     services.job_process(job_id=job.pk)
@@ -367,7 +367,7 @@ def test_it_sweeps_expired_leases_back_to_pending_and_requeues_the_job(
             job_id=job.pk,
             token=claim.token,
             results=claim.results,
-            outcomes={r.pk: _outcome() for r in claim.results},
+            outcomes={r.pk: recorded_outcome() for r in claim.results},
         )
         == 0
     )
@@ -391,7 +391,7 @@ def test_it_completes_a_job_whose_completer_died(owner: Party, enqueued: list[An
         job_id=job.pk,
         token=claim.token,
         results=claim.results,
-        outcomes={r.pk: _outcome() for r in claim.results},
+        outcomes={r.pk: recorded_outcome() for r in claim.results},
     )
 
     report = services.jobs_sweep(now=timezone.now() + timedelta(minutes=5), stale_after=60)
@@ -412,13 +412,15 @@ def _closed_port() -> int:
 
 def _completed_job_with_webhook(party: Party, url: str) -> Job:
     assert party.tenant is not None
-    job = services.job_create(tenant=party.tenant, credential=None, numbers=_numbers(11), webhook_url=url)
+    job = services.job_create(
+        tenant=party.tenant, credential=None, numbers=plain_numbers(11), webhook_url=url
+    )
     claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=11)
     services.number_results_record(
         job_id=job.pk,
         token=claim.token,
         results=claim.results,
-        outcomes={r.pk: _outcome() for r in claim.results},
+        outcomes={r.pk: recorded_outcome() for r in claim.results},
     )
     assert services.job_complete_if_done(job_id=job.pk, enqueue_webhook=False)
     return job

@@ -14,7 +14,7 @@ from restores import services, webhooks
 from restores.models import Job
 from restores.selectors import job_final_payload, job_final_payload_pieces
 from tests.conftest import Party
-from tests.restores.test_processing import _numbers, _outcome
+from tests.restores.support import plain_numbers, recorded_outcome
 from tests.restores.test_webhook_sender import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
@@ -31,14 +31,14 @@ def _completed_job(party: Party, count: int, *, webhook_url: str | None = None) 
     party.tenant.max_concurrency = count
     party.tenant.save()
     job = services.job_create(
-        tenant=party.tenant, credential=None, numbers=_numbers(count), webhook_url=webhook_url
+        tenant=party.tenant, credential=None, numbers=plain_numbers(count), webhook_url=webhook_url
     )
     claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=count)
     services.number_results_record(
         job_id=job.pk,
         token=claim.token,
         results=claim.results,
-        outcomes={r.pk: _outcome(success=r.position % 3 != 0) for r in claim.results},
+        outcomes={r.pk: recorded_outcome(success=r.position % 3 != 0) for r in claim.results},
     )
     assert services.job_complete_if_done(job_id=job.pk, enqueue_webhook=False)
     job.refresh_from_db()
@@ -54,7 +54,7 @@ def test_it_streams_exactly_the_bytes_of_the_whole_payload(owner: Party) -> None
     assert b"".join(pieces) == json.dumps(job_final_payload(job=job, with_webhook_error=False)).encode()
     assert len(pieces) == 5  # head, three pieces of at most 1,000 results, tail
     payload = json.loads(b"".join(pieces))
-    assert [r["number"] for r in payload["results"]] == _numbers(2345)
+    assert [r["number"] for r in payload["results"]] == plain_numbers(2345)
     assert (payload["success_count"], payload["failure_count"]) == (1563, 782)
 
 
