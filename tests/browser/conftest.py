@@ -1,8 +1,10 @@
 """Playwright driving the system's Chromium against the portal on a live server.
 
 Without /usr/bin/chromium (``apt-get install -y chromium``) every browser test is skipped, with
-a warning that says so. Browsers are never downloaded. Screenshots go to a temporary folder, or
-to ``$SCREENSHOTS_DIR`` when set (``SCREENSHOTS_DIR=docs/screenshots`` refreshes the committed set).
+a warning that says so, unless ``REQUIRE_BROWSER_TESTS`` is set (as ``.ci/run`` does): then
+they fail, so that CI never passes without them. Browsers are never downloaded. Screenshots
+go to a temporary folder, or to ``$SCREENSHOTS_DIR`` when set
+(``SCREENSHOTS_DIR=docs/screenshots`` refreshes the committed set).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ MISSING = (
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
+        if os.environ.get("REQUIRE_BROWSER_TESTS"):
+            pytest.fail(f"REQUIRE_BROWSER_TESTS is set, but {CHROMIUM} was not found.")
         warnings.warn(MISSING, stacklevel=1)
         pytest.skip(MISSING)
     from playwright.sync_api import sync_playwright
