@@ -4,27 +4,25 @@ Secrets never reach a list, a form or a log: API secrets exist only as salted
 hashes, and the Multitel password is a write-only field. The API secret and the
 webhook signing secret that a tenant is given are shown once, on a page that
 takes them out of the session (encrypted there) as it shows them.
+
+Nothing here knows about restores: ``restores.admin.tenants`` extends the tenant
+list with each tenant's recent jobs and API use, and registers that in its place.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import LogEntry
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
-from django.utils import timezone
-from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.urls import URLPattern, path
 
 from accounts import crypto
 from accounts.forms import TenantAddForm, TenantChangeForm
@@ -35,10 +33,8 @@ from accounts.services import (
     tenant_onboard,
     tenant_rotate_webhook_secret,
 )
-from restores.selectors import tenants_with_activity
+from portal.admin_utils import CappedCountPaginator, ReadOnlyAdmin, TenantListFilter, admin_url, link
 
-# Jobs, failure rate and so on in the tenant list look back this far.
-ACTIVITY_WINDOW = timedelta(days=7)
 # Session key of the secrets waiting to be shown once: {tenant pk: encrypted JSON}.
 ONCE_SESSION_KEY = "admin_secrets_shown_once"
 SECRET_FIELDS = ("multitel_password", "webhook_secret")
@@ -64,30 +60,6 @@ def _secrets_pop(request: HttpRequest, *, tenant: Tenant) -> dict[str, str] | No
     return secrets
 
 
-class CappedCountPaginator(Paginator):
-    """Counts a list's rows only up to ``COUNT_CAP``: the list of a big table costs the same with
-    a million rows as with ten thousand (``SELECT COUNT(*) FROM (… LIMIT cap + 1)``).
-
-    Beyond the cap the list shows its first ``COUNT_CAP`` rows' pages and says "more than …";
-    the filters and the search narrow it down.
-    """
-
-    COUNT_CAP = 10_000
-
-    @cached_property
-    def _counted(self) -> int:
-        return int(self.object_list.order_by()[: self.COUNT_CAP + 1].count())  # type: ignore[attr-defined]
-
-    @cached_property
-    def count(self) -> int:
-        return min(self._counted, self.COUNT_CAP)
-
-    @property
-    def capped(self) -> bool:
-        """Whether there are more rows than counted."""
-        return self._counted > self.COUNT_CAP
-
-
 class RevokedFilter(admin.SimpleListFilter):
     title = "state"
     parameter_name = "state"
@@ -105,15 +77,7 @@ class RevokedFilter(admin.SimpleListFilter):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = [
-        "name",
-        "is_active",
-        "jobs_last_7_days",
-        "failure_rate_last_7_days",
-        "last_api_use",
-        "max_concurrency",
-        "created_at",
-    ]
+    list_display = ["name", "is_active", "max_concurrency", "created_at"]
     list_filter = ["is_active"]
     search_fields = ["name", "multitel_username"]
     show_full_result_count = False
@@ -123,23 +87,7 @@ class TenantAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Tenant]:
         # Secrets are never needed to list or show a tenant: not even decrypted.
-        qs = super().get_queryset(request).defer(*SECRET_FIELDS)
-        return tenants_with_activity(queryset=qs, since=timezone.now() - ACTIVITY_WINDOW)
-
-    @admin.display(description="jobs (7 days)", ordering="jobs_recent")
-    def jobs_last_7_days(self, obj: Any) -> int:
-        return int(obj.jobs_recent)
-
-    @admin.display(description="failure rate (7 days)")
-    def failure_rate_last_7_days(self, obj: Any) -> str:
-        done = obj.numbers_succeeded_recent + obj.numbers_failed_recent
-        if not done:
-            return "-"
-        return f"{100 * obj.numbers_failed_recent / done:.1f}% of {done:,} numbers"
-
-    @admin.display(description="last API use", ordering="last_api_use")
-    def last_api_use(self, obj: Any) -> Any:
-        return obj.last_api_use or "-"
+        return super().get_queryset(request).defer(*SECRET_FIELDS)
 
     # --- Forms ----------------------------------------------------------------------
 
@@ -220,7 +168,7 @@ class TenantAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _url(self, name: str, *args: Any) -> str:
-        return reverse(f"admin:accounts_tenant_{name}", args=args, current_app=self.admin_site.name)
+        return admin_url(Tenant, name, *args, current_app=self.admin_site.name)
 
     def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
@@ -317,28 +265,13 @@ class TenantAdmin(admin.ModelAdmin):
         return HttpResponseRedirect(self._url("secrets", tenant.pk))
 
 
-class TenantListFilter(admin.SimpleListFilter):
-    """Tenants by name; one small query (tenants are few), whatever the size of the list."""
-
-    title = "tenant"
-    parameter_name = "tenant"
-    field = "tenant_id"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[Any, str]]:
-        return list(Tenant.objects.order_by("name").values_list("pk", "name"))
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        value = self.value()
-        if value is None:
-            return queryset
-        if not str(value).isdigit():
-            return queryset.none()
-        return queryset.filter(**{self.field: int(value)})
-
-
 @admin.register(ApiCredential)
-class ApiCredentialAdmin(admin.ModelAdmin):
-    """Read-only: credentials are issued and revoked from their tenant's page (or revoked here)."""
+class ApiCredentialAdmin(ReadOnlyAdmin):
+    """Read-only: credentials are issued and revoked from their tenant's page (or revoked here).
+
+    None is added here (the tenant's page issues them and shows the secret once), and none is
+    ever deleted (revoked instead: jobs refer to them).
+    """
 
     list_display = ["username", "tenant", "secret_hint", "created_at", "last_used_at", "revoked_at"]
     list_select_related = ["tenant"]
@@ -359,15 +292,6 @@ class ApiCredentialAdmin(admin.ModelAdmin):
             .defer("secret_salt", "secret_hash", *(f"tenant__{f}" for f in SECRET_FIELDS))
         )
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False  # issued from the tenant's page, which shows the secret once
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # revoked, never deleted: jobs refer to them
-
     def has_revoke_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.change_apicredential")
 
@@ -382,7 +306,7 @@ class ApiCredentialAdmin(admin.ModelAdmin):
 
 
 @admin.register(LogEntry)
-class LogEntryAdmin(admin.ModelAdmin):
+class LogEntryAdmin(ReadOnlyAdmin):
     """The admin log (who did what, when): read-only, for auditors and operators."""
 
     list_display = ["action_time", "user", "content_type", "object_link", "action_flag", "message"]
@@ -397,17 +321,8 @@ class LogEntryAdmin(admin.ModelAdmin):
         url = obj.get_admin_url()
         if not url or obj.is_deletion():
             return obj.object_repr
-        return format_html('<a href="{}">{}</a>', url, obj.object_repr)
+        return link(url, obj.object_repr)
 
     @admin.display(description="message")
     def message(self, obj: LogEntry) -> str:
         return obj.get_change_message()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

@@ -46,15 +46,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.stack import (
     PG_ADMIN_URL,
-    PYTHON,
     REDIS_BASE_URL,
-    REPO,
     Stack,
     Tenant,
     memory_kib,
     numbers,
     process_tree,
 )
+from tests.support.harness import PYTHON, REPO
 
 SECTIONS = ("sync", "async", "scale", "api", "memory")
 

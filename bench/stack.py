@@ -2,9 +2,11 @@
 simulated Multitel, with a database of their own (a fresh PostgreSQL database, or an
 SQLite file) and Redis as the broker when asked for.
 
-Process management follows the end-to-end harness (``tests/e2e/conftest.py``),
-without pytest: every process runs in its own session, logs to a file in a
-temporary directory, and is stopped by process group.
+Processes, their database and the broker come from the harness the end-to-end tests use
+(``tests/support/harness.py``), which needs no pytest: every process runs in its own
+session, logs to a file in a temporary directory, and is stopped by process group. What is
+here is the benchmarks' own: the stack's settings, raw reads of its database, tenants and
+jobs as the measurements use them, and the memory of process trees.
 """
 
 from __future__ import annotations
@@ -14,10 +16,7 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -26,35 +25,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 
-REPO = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
+from tests.support.harness import (
+    ServedStack,
+    forget_cluster_keys,
+    free_port,
+    inherited_env,
+    new_database,
+    wait_until,
+)
 
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception as exc:
-            last_error = exc
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what or check}: {last_error!r}")
 
 
 def numbers(count: int, *, offset: int = 0) -> list[str]:
@@ -138,17 +123,10 @@ class Database:
             self._conn = None
 
 
-@dataclass
-class Stack:
+@dataclass(kw_only=True)
+class Stack(ServedStack):
     """One stack: ``Stack.build(...)``, then ``close()`` (or use it as a context manager)."""
 
-    tmp: Path
-    env: dict[str, str]
-    web_url: str
-    multitel_url: str
-    database_url: str
-    drop: Callable[[], None]
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     tenants: dict[str, Tenant] = field(default_factory=dict)
     db: Database = field(init=False)
 
@@ -171,7 +149,7 @@ class Stack:
         web_port, multitel_port = free_port(), free_port()
         cluster = f"bench{uuid.uuid4().hex[:8]}"
         stack_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "DJANGO_SETTINGS"))},
+            **inherited_env(),
             "DATABASE_URL": database_url,
             "SECRET_KEY": "bench-secret-key-for-local-measurements-0123456789",
             "MULTITEL_BASE_URL": f"http://127.0.0.1:{multitel_port}",
@@ -198,20 +176,7 @@ class Stack:
         try:
             stack.manage("migrate", "--noinput", "-v0")
             stack.start_multitel(latency_ms, port=multitel_port)
-            stack.start(
-                "web",
-                "-m",
-                "gunicorn",
-                "portal.wsgi",
-                "--bind",
-                f"127.0.0.1:{web_port}",
-                "--workers",
-                str(web_workers),
-                "--threads",
-                str(web_threads),
-                "--timeout",
-                "120",
-            )
+            stack.start_web(web_port, workers=web_workers, threads=web_threads, timeout=120)
             wait_until(
                 lambda: requests.get(f"{stack.web_url}/v3/bulk_restore_status", timeout=2).status_code == 401,
                 timeout=60,
@@ -235,54 +200,18 @@ class Stack:
         with contextlib.suppress(Exception):
             self.drop()
         if "REDIS_URL" in self.env:
-            _redis_forget(self.env["REDIS_URL"], self.env["Q_CLUSTER_NAME"])
+            forget_cluster_keys(self.env["REDIS_URL"], self.env["Q_CLUSTER_NAME"])
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # processes
-    def start(
-        self, name: str, *args: str, extra_env: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            [PYTHON, *args],
-            cwd=REPO,
-            env={**self.env, **(extra_env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.processes[name] = proc
-        return proc
-
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
-        proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=timeout)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-        # Whatever the process group left behind (qcluster's children).
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-    def log(self, name: str) -> str:
-        path = self.tmp / f"{name}.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+    def stop(
+        self, name: str, sig: int = signal.SIGTERM, timeout: float = 15, *, then_kill_group: bool = True
+    ) -> None:
+        """SIGTERM first; then whatever the process group left behind (qcluster's children)."""
+        super().stop(name, sig, timeout, then_kill_group=then_kill_group)
 
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
-        result = subprocess.run(
-            [PYTHON, "manage.py", *args],
-            cwd=REPO,
-            env={**self.env, **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        result = self.run_manage(*args, extra_env=extra_env, timeout=600)
         if result.returncode != 0:
             raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
@@ -291,17 +220,7 @@ class Stack:
         """(Re)start the simulated Multitel with a fixed latency."""
         self.stop("multitel")
         port = port or int(urlsplit(self.multitel_url).port or 0)
-        self.start(
-            "multitel",
-            "manage.py",
-            "fake_multitel",
-            "--port",
-            str(port),
-            "--latency-ms",
-            str(latency_ms),
-            "--hang-seconds",
-            "5",
-        )
+        self.start_fake_multitel(port, latency_ms=latency_ms)
         wait_until(self.fake_stats, timeout=30, what="the simulated Multitel")
 
     def start_worker(self, name: str, *, workers: int, extra_env: dict[str, str] | None = None) -> int:
@@ -349,8 +268,8 @@ class Stack:
         time.sleep(2.5)
         return tenant
 
-    def fake_stats(self) -> dict[str, Any]:
-        return dict(requests.get(f"{self.multitel_url}/_fake/stats", timeout=30).json())
+    def fake_stats(self, *, timeout: float = 30) -> dict[str, Any]:
+        return super().fake_stats(timeout=timeout)
 
     def fake_calls_total(self) -> int:
         return int(self.fake_stats()["calls_total"])
@@ -389,33 +308,10 @@ class Stack:
 
 def _database_url(kind: str, tmp: Path) -> tuple[str, Callable[[], None]]:
     if kind == "sqlite":
-        return f"sqlite:///{tmp / 'bench.sqlite3'}", lambda: None
+        return new_database(tmp, label="bench", server_url=None)
     if kind != "postgres":
         raise ValueError(f"unknown database {kind!r}")
-    import psycopg
-
-    name = f"portal_bench_{uuid.uuid4().hex[:10]}"
-    parts = urlsplit(PG_ADMIN_URL)
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
-
-
-def _redis_forget(url: str, cluster: str) -> None:
-    """Remove the queue keys of this stack's cluster (nothing else in the Redis database)."""
-    with contextlib.suppress(Exception):
-        import redis
-
-        client = redis.Redis.from_url(url)
-        keys = list(client.scan_iter(match=f"*{cluster}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+    return new_database(tmp, label="bench", server_url=PG_ADMIN_URL)
 
 
 # --- Process trees and memory ------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""One error shape for the whole API (CONTRACT section 5).
+"""One error shape for the whole API (docs/api.md#errors).
 
 Every error from ``/v3/*`` is ``{"error": <stable code>, "message": <sentence>}``
 plus optional detail keys. This module's ``exception_handler`` is DRF's

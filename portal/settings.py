@@ -161,7 +161,7 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = env.int("DATA_UPLOAD_MAX_NUMBER_FIELDS", default=25_000)
 
-# --- The bulk restore contract (CONTRACT.md section 6) ----------------------
+# --- The bulk restore contract (docs/api.md#limits) ----------------------
 MULTITEL_BASE_URL: str = env.str("MULTITEL_BASE_URL", default="https://api.multitel.net")
 MULTITEL_TIMEOUT: float = env.float("MULTITEL_TIMEOUT", default=30.0)
 MULTITEL_CONNECT_TIMEOUT: float = env.float("MULTITEL_CONNECT_TIMEOUT", default=5.0)

@@ -22,7 +22,7 @@ from restores.schema import bulk_restore_schema, bulk_restore_status_schema
 from restores.validation import SubmissionError, numbers_parse, webhook_url_validate
 
 # Any digit string is a well-formed ``number`` filter (one of more than 15 digits is simply
-# not part of the job: 404); anything else is a 400 (CONTRACT section 2).
+# not part of the job: 404); anything else is a 400 (docs/api.md#bulk-restore-status).
 DIGITS_RE = re.compile(r"[0-9]+")
 
 

@@ -104,25 +104,20 @@ def outcome_for(number: str, call_index: int) -> Reply:
     return _json(200, _envelope(200, "", {"number": number, "requires_identity_update": 0}))
 
 
+@dataclass(kw_only=True, eq=False)
 class FakeMultitelState:
-    def __init__(
-        self,
-        *,
-        credentials: Callable[[], dict[str, str]],
-        latency_ms: float = 0,
-        jitter_ms: float = 0,
-        fail_rate: float = 0,
-        timeout_rate: float = 0,
-        hang_seconds: float = 60,
-        seed: int | None = None,
-    ) -> None:
-        self.credentials = credentials
-        self.latency_ms = latency_ms
-        self.jitter_ms = jitter_ms
-        self.fail_rate = fail_rate
-        self.timeout_rate = timeout_rate
-        self.hang_seconds = hang_seconds
-        self.random = random.Random(seed)  # noqa: S311 (simulation, not crypto)
+    """How the simulated Multitel behaves, and what it has seen (``stats``)."""
+
+    credentials: Callable[[], dict[str, str]]
+    latency_ms: float = 0
+    jitter_ms: float = 0
+    fail_rate: float = 0
+    timeout_rate: float = 0
+    hang_seconds: float = 60
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        self.random = random.Random(self.seed)  # noqa: S311 (simulation, not crypto)
         self.lock = threading.Lock()
         self.reset()
 

@@ -6,6 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import ApiCredential, Tenant
+from restores.querysets import JobQuerySet, NumberResultQuerySet
 
 
 class Job(models.Model):
@@ -25,6 +26,9 @@ class Job(models.Model):
         FAILED = "failed", "failed for good"
 
     ACTIVE_STATUSES = (Status.PENDING, Status.PROCESSING)
+    FINISHED_STATUSES = (Status.COMPLETED, Status.CANCELLED)
+    WEBHOOK_OUTSTANDING_STATES = (WebhookState.PENDING, WebhookState.FAILING)
+    WEBHOOK_FAILING_STATES = (WebhookState.FAILING, WebhookState.FAILED)
 
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="jobs")
@@ -49,6 +53,8 @@ class Job(models.Model):
     webhook_error = models.TextField(null=True, blank=True)
     webhook_attempts = models.PositiveIntegerField(default=0)
     webhook_next_attempt_at = models.DateTimeField(null=True, blank=True)
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
@@ -111,6 +117,8 @@ class NumberResult(models.Model):
     claimed_by = models.CharField(
         max_length=100, blank=True, default="", help_text="The process that last claimed this number."
     )
+
+    objects = NumberResultQuerySet.as_manager()
 
     class Meta:
         ordering = ["job", "position"]
@@ -212,7 +220,7 @@ class WebhookDelivery(models.Model):
 
 
 class IdempotencyKey(models.Model):
-    """A tenant's ``Idempotency-Key`` and the answer it was given (CONTRACT section 5)."""
+    """A tenant's ``Idempotency-Key`` and the answer it was given (docs/api.md#idempotency)."""
 
     class State(models.TextChoices):
         IN_PROGRESS = "in_progress", "in progress"

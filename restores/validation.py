@@ -1,4 +1,4 @@
-"""Validation of a bulk restore submission (CONTRACT section 1).
+"""Validation of a bulk restore submission (docs/api.md#bulk-restore-request).
 
 Kept apart from the serializers so that the rules read as one function: every
 bad entry is collected (where it came from, its index or line, its value) and
@@ -183,7 +183,7 @@ def literal_ip(host: str) -> IPAddress | None:
 
 
 def address_is_public(address: IPAddress) -> bool:
-    """Whether a webhook may reach ``address`` (CONTRACT section 4, SSRF guard).
+    """Whether a webhook may reach ``address`` (docs/api.md#webhook-addresses).
 
     Loopback, private, link-local, carrier-grade NAT, unique-local, multicast,
     unspecified and reserved addresses are not public, nor IPv6 addresses that

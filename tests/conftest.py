@@ -1,53 +1,19 @@
-"""Shared fixtures: an owner tenant, a second tenant and an outsider, each with an API client."""
+"""Shared fixtures: an owner tenant, a second tenant and an outsider, each with an API client; the
+simulated Multitel in a thread; the end-to-end stack as processes. Helpers live in ``tests.support``."""
 
 from __future__ import annotations
 
-import base64
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from rest_framework.test import APIClient
 
-from accounts.models import Tenant
-from accounts.services import tenant_create
 from restores.fake_multitel import FakeMultitelServer, FakeMultitelState, start_in_thread
+from tests.support.harness import Stack, WebhookReceiver, start_stack
+from tests.support.parties import Party, make_outsider, make_party, multitel_credentials
 
-
-@dataclass
-class Party:
-    """Someone calling the API: a tenant's system, or an outsider with no account."""
-
-    tenant: Tenant | None
-    username: str
-    secret: str
-    client: APIClient
-
-
-def _client(username: str, secret: str) -> APIClient:
-    client = APIClient()
-    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
-    client.credentials(HTTP_AUTHORIZATION=f"Basic {token}")
-    return client
-
-
-def make_party(name: str, *, max_concurrency: int = 10) -> Party:
-    created = tenant_create(
-        name=name,
-        api_username=f"{name}-api",
-        api_password=f"{name}-secret-value",
-        multitel_username=f"mt-{name}",
-        multitel_password=f"mt-{name}-password",
-        max_concurrency=max_concurrency,
-    )
-    return Party(
-        tenant=created.tenant,
-        username=f"{name}-api",
-        secret=f"{name}-secret-value",
-        client=_client(f"{name}-api", f"{name}-secret-value"),
-    )
+pytest_plugins = ["tests.support.queue"]  # the ``enqueued`` fixture
 
 
 @pytest.fixture(autouse=True)
@@ -74,13 +40,13 @@ def second(db: None) -> Party:
 @pytest.fixture
 def outsider(db: None) -> Party:
     """Credentials that belong to no tenant."""
-    return Party(tenant=None, username="outsider", secret="guess", client=_client("outsider", "guess"))
+    return make_outsider()
 
 
 @pytest.fixture
 def fake_multitel(settings: pytest.FixtureRequest) -> Iterator[FakeMultitelServer]:
     """The simulated Multitel on a loopback port, accepting the fixture tenants' credentials."""
-    credentials = {f"mt-{n}": f"mt-{n}-password" for n in ("owner", "second")}
+    credentials = multitel_credentials("owner", "second")
     state = FakeMultitelState(credentials=lambda: credentials, hang_seconds=3)
     server = start_in_thread(state)
     settings.MULTITEL_BASE_URL = server.base_url  # type: ignore[attr-defined]
@@ -91,3 +57,33 @@ def fake_multitel(settings: pytest.FixtureRequest) -> Iterator[FakeMultitelServe
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- The stack as processes (tests/e2e, tests/schema) -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def make_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
+    """Build a stack: ``make_stack(latency_ms=..., workers=[...], **env)`` (see ``start_stack``);
+    each is stopped, and its database dropped, at the end of the module."""
+    built: list[Stack] = []
+
+    def build(**options: Any) -> Stack:
+        stack = start_stack(tmp_path_factory.mktemp("stack"), **options)
+        built.append(stack)
+        return stack
+
+    try:
+        yield build
+    finally:
+        for stack in built:
+            stack.close()
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
+    try:
+        yield r
+    finally:
+        r.close()

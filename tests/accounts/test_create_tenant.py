@@ -1,4 +1,4 @@
-"""``manage.py create_tenant`` (CONTRACT section 6)."""
+"""``manage.py create_tenant`` (README, Tenants)."""
 
 from __future__ import annotations
 

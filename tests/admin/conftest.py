@@ -1,23 +1,15 @@
-"""Staff users of each role, logged-in clients, and quick builders of jobs with their records."""
+"""Staff users of each role and logged-in clients; tasks are recorded, never sent."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
 from django.test import Client
-from django.utils import timezone
 
-from accounts.models import Tenant
-from accounts.services import staff_user_create
-from restores import services
-from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
-
-STAFF_PASSWORD = "a long staff passphrase 42"
-FIRST_NUMBER = 15550100000
-HOOK = "https://hooks.example.com/restore"
+from tests.support.parties import logged_in, make_staff
+from tests.support.queue import Task
 
 
 @pytest.fixture(autouse=True)
@@ -26,133 +18,30 @@ def _fast_password_hashing(settings: Any) -> None:
 
 
 @pytest.fixture(autouse=True)
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
-    """Tasks handed to the queue, recorded instead of sent."""
-    calls: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: calls.append((func, args)))
-    return calls
+def _tasks_recorded(enqueued: list[Task]) -> None:
+    """Every admin test records the tasks it hands to the queue (``enqueued``) instead of sending them."""
 
 
 @pytest.fixture
 def operator(db: None) -> AbstractBaseUser:
-    return staff_user_create(username="olga", password=STAFF_PASSWORD, role="operator")
+    return make_staff("olga", "operator")
 
 
 @pytest.fixture
 def auditor(db: None) -> AbstractBaseUser:
-    return staff_user_create(username="arne", password=STAFF_PASSWORD, role="auditor")
-
-
-def _client(user: AbstractBaseUser) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+    return make_staff("arne", "auditor")
 
 
 @pytest.fixture
 def operator_client(operator: AbstractBaseUser) -> Client:
-    return _client(operator)
+    return logged_in(operator)
 
 
 @pytest.fixture
 def auditor_client(auditor: AbstractBaseUser) -> Client:
-    return _client(auditor)
+    return logged_in(auditor)
 
 
 @pytest.fixture
 def superuser_client(admin_user: AbstractBaseUser) -> Client:
-    return _client(admin_user)
-
-
-def make_job(
-    tenant: Tenant,
-    *,
-    numbers: int = 3,
-    failed: int = 0,
-    pending: int = 0,
-    status: str = Job.Status.COMPLETED,
-    webhook_url: str | None = None,
-    webhook_state: str = Job.WebhookState.NONE,
-    webhook_error: str | None = None,
-    created_at: datetime | None = None,
-    first_number: int = FIRST_NUMBER,
-    attempts: bool = True,
-    deliveries: int = 0,
-) -> Job:
-    """A job whose first ``failed`` numbers failed, next ``pending`` wait, and the rest succeeded.
-
-    Each tried number has one upstream attempt; ``deliveries`` webhook POSTs are recorded, the
-    last of them delivered when the webhook state says so.
-    """
-    now = timezone.now()
-    created_at = created_at or now
-    done = numbers - pending
-    job = Job.objects.create(
-        tenant=tenant,
-        status=status,
-        total_numbers=numbers,
-        success_count=done - failed,
-        failure_count=failed,
-        webhook_url=webhook_url,
-        webhook_state=webhook_state,
-        webhook_error=webhook_error,
-        started_at=created_at,
-        completed_at=created_at + timedelta(seconds=5) if status == Job.Status.COMPLETED else None,
-    )
-    Job.objects.filter(pk=job.pk).update(created_at=created_at, heartbeat_at=created_at)
-    job.created_at = created_at
-    results = []
-    for position in range(numbers):
-        is_failed, is_pending = position < failed, failed <= position < failed + pending
-        results.append(
-            NumberResult(
-                job=job,
-                position=position,
-                number=str(first_number + position),
-                status="failed" if is_failed else "pending" if is_pending else "success",
-                status_code=None if is_pending else 404 if is_failed else 200,
-                message=None
-                if is_pending
-                else "Error: 'number not found'"
-                if is_failed
-                else "Number restored",
-                attempts=0 if is_pending else 1,
-                started_at=None if is_pending else created_at,
-                completed_at=None if is_pending else created_at + timedelta(seconds=1),
-            )
-        )
-    NumberResult.objects.bulk_create(results)
-    if attempts:
-        UpstreamAttempt.objects.bulk_create(
-            UpstreamAttempt(
-                job=job,
-                result=result,
-                attempt_number=1,
-                started_at=created_at + timedelta(milliseconds=result.position),
-                duration_ms=100 + result.position,
-                http_status=404 if result.status == "failed" else 200,
-                envelope_code="404" if result.status == "failed" else "200",
-                outcome="failed" if result.status == "failed" else "success",
-                error="number not found" if result.status == "failed" else "",
-                body_excerpt='{"status": {"code": 200, "msg": ""}}',
-            )
-            for result in NumberResult.objects.filter(job=job).exclude(status="pending")
-        )
-    if deliveries:
-        WebhookDelivery.objects.bulk_create(
-            WebhookDelivery(
-                job=job,
-                attempt_number=n,
-                webhook_id="msg_test",
-                url=webhook_url or HOOK,
-                started_at=created_at + timedelta(seconds=n),
-                duration_ms=50,
-                http_status=200 if n == deliveries and webhook_state == "delivered" else 500,
-                delivered=n == deliveries and webhook_state == "delivered",
-                error=""
-                if n == deliveries and webhook_state == "delivered"
-                else "HTTP 500 from the webhook URL",
-            )
-            for n in range(1, deliveries + 1)
-        )
-    return job
+    return logged_in(admin_user)

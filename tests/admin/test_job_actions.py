@@ -17,8 +17,8 @@ from restores import admin as restores_admin
 from restores import services
 from restores.management.commands.seed_history import RESULT_COLUMNS, _insert
 from restores.models import Job, NumberResult
-from tests.admin.conftest import HOOK, make_job
-from tests.conftest import Party
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import Party
 
 pytestmark = pytest.mark.django_db
 
@@ -158,7 +158,7 @@ def test_it_exports_the_selected_jobs_results_as_a_streamed_csv_and_logs_it(
     NumberResult.objects.filter(job=job, position=2).update(message="=HYPERLINK(evil)")
 
     with mock.patch.object(
-        restores_admin, "results_export_rows", wraps=restores_admin.results_export_rows
+        restores_admin.export, "results_export_rows", wraps=restores_admin.export.results_export_rows
     ) as rows:
         response = _run(operator_client, "export_results_csv", [job])
         assert isinstance(response, StreamingHttpResponse)

@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from restores.models import Job
 from restores.selectors import STATUS_PREVIEW_RESULTS, job_status_payload
-from tests.admin.conftest import HOOK, make_job
-from tests.conftest import Party
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import Party
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
 from restores.selectors import overview, overview_window, upstream_latency_percentile
-from tests.admin.conftest import HOOK, make_job
-from tests.conftest import Party
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import Party
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from accounts.services import api_credential_create
 from restores.models import Job
-from tests.admin.conftest import HOOK, make_job
-from tests.conftest import Party, make_party
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import Party, make_party
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from accounts.models import ApiCredential
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
-from tests.admin.conftest import HOOK, STAFF_PASSWORD, make_job
-from tests.conftest import Party
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import STAFF_PASSWORD, Party
 
 pytestmark = pytest.mark.django_db
 

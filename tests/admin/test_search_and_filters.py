@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from restores.models import Job, NumberResult, UpstreamAttempt
-from tests.admin.conftest import HOOK, make_job
-from tests.conftest import Party
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import Party
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from accounts.hashing import hash_secret
 from accounts.models import ApiCredential, Tenant
-from tests.admin.conftest import make_job
-from tests.conftest import Party
+from tests.support.jobs import make_job
+from tests.support.parties import Party
 
 pytestmark = pytest.mark.django_db
 

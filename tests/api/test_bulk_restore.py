@@ -1,4 +1,4 @@
-"""POST /v3/bulk_restore (CONTRACT sections 1, 1a, 1b and the error shape of 5)."""
+"""POST /v3/bulk_restore (docs/api.md, POST /v3/bulk_restore and the error shape)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from standardwebhooks.webhooks import Webhook
 
 from restores.models import Job, NumberResult, WebhookDelivery
-from tests.api.support import closed_loopback_port, number, stored
+from tests.support.harness import closed_loopback_port
+from tests.support.jobs import stored
+from tests.support.numbers import number
 
 URL = "/v3/bulk_restore"
 SYNC_KEYS = [
@@ -311,14 +313,6 @@ def test_it_answers_within_the_sync_deadline_when_the_webhook_hangs(
 # --- 1b: more than ten numbers, queued ------------------------------------------------
 
 
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    """Tasks handed to django-q (recorded, not run)."""
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: calls.append(args))
-    return calls
-
-
 def test_it_queues_a_large_job_with_202_and_the_exact_keys(
     owner, fake_multitel, enqueued, django_capture_on_commit_callbacks
 ):
@@ -344,7 +338,7 @@ def test_it_queues_a_large_job_with_202_and_the_exact_keys(
     # The worker is woken only once the job is committed.
     assert len(callbacks) >= 1
     assert enqueued
-    assert set(enqueued) == {("restores.tasks.process_job", job.pk)}
+    assert set(enqueued) == {("restores.tasks.process_job", (job.pk,))}
 
 
 def test_it_names_the_webhook_in_the_queued_message(owner, enqueued):

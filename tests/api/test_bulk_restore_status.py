@@ -1,4 +1,4 @@
-"""GET /v3/bulk_restore_status (CONTRACT section 2)."""
+"""GET /v3/bulk_restore_status (docs/api.md#bulk-restore-status)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from restores import services
 from restores.models import Job, NumberResult
-from tests.api.support import number
+from tests.support.numbers import number
 
 URL = "/v3/bulk_restore_status"
 STATUS_KEYS = [
@@ -37,13 +37,6 @@ RESULT_KEYS = [
     "requires_identity_update",
 ]
 TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: calls.append(args))
-    return calls
 
 
 def submit(client: Any, numbers: list[str], **extra: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The one error shape of /v3/* (CONTRACT section 5): 401, 403, 404, 405 and 500."""
+"""The one error shape of /v3/* (docs/api.md#errors): 401, 403, 404, 405 and 500."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from rest_framework.test import APIClient
 from accounts.services import api_credential_create, api_credential_revoke
 from portal.api_errors import json_404, json_500
 from restores.models import Job
-from tests.api.support import number, stored
+from tests.support.jobs import stored
+from tests.support.numbers import number
 
 BODY = json.dumps({"numbers": [number(111)]})
 

@@ -1,4 +1,4 @@
-"""Hostile input never yields a 500 (CONTRACT sections 1, 2 and 5).
+"""Hostile input never yields a 500 (docs/api.md).
 
 Hypothesis throws random and malicious requests at ``POST /v3/bulk_restore`` and
 ``GET /v3/bulk_restore_status``. Whatever comes in, the answer is a 4xx in the
@@ -37,7 +37,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from portal.wsgi import sanitize_environ
-from restores import webhooks
+from restores.clients import webhook_sender as webhooks
 from restores.models import Job
 
 POST_URL = "/v3/bulk_restore"
@@ -168,7 +168,7 @@ def assert_error_shape(response: Any) -> dict[str, Any]:
 
 
 def expected_numbers(payload: Any) -> list[str] | None:
-    """The numbers a valid submission stands for, by CONTRACT section 1; None when it is not
+    """The numbers a valid submission stands for, by docs/api.md#bulk-restore-request; None when it is not
     plainly valid (this oracle is strict: only ASCII spaces, tabs and CRs around lines)."""
     if not isinstance(payload, dict):
         return None
@@ -814,7 +814,7 @@ def test_it_answers_401_to_odd_authorization_headers(
     ),
 )
 def test_it_never_answers_500_to_odd_idempotency_keys(sandbox: Sandbox, key: str, body: Any) -> None:
-    """Sent twice: the second answer repeats the first (CONTRACT section 5), and at most one job
+    """Sent twice: the second answer repeats the first (docs/api.md#idempotency), and at most one job
     is stored."""
     apps.get_model("restores", "IdempotencyKey").objects.all().delete()  # each example starts afresh
     before = stored()

@@ -1,4 +1,4 @@
-"""Idempotency-Key on POST /v3/bulk_restore (CONTRACT section 5)."""
+"""Idempotency-Key on POST /v3/bulk_restore (docs/api.md#idempotency)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from django.utils import timezone
 from restores import services
 from restores.api import _fingerprint, _submission_fields
 from restores.models import IdempotencyKey, Job
-from tests.conftest import Party
+from tests.support.parties import Party
+from tests.support.queue import Task
 
 pytestmark = pytest.mark.django_db
 
@@ -20,8 +21,8 @@ QUEUED = {"numbers": [str(15551250001 + i * 100) for i in range(12)]}
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: None)
+def no_broker(enqueued: list[Task]) -> None:
+    """Tasks are recorded (``enqueued``), not sent to a broker."""
 
 
 def _post(party: Party, body: dict[str, Any], key: str | None) -> Any:

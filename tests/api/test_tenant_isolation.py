@@ -6,10 +6,8 @@ import json
 import uuid
 from typing import Any
 
-import pytest
-
 from restores.models import Job, NumberResult
-from tests.api.support import number
+from tests.support.numbers import number
 
 NUMBERS = [number(111), number(112), number(113)]
 
@@ -22,13 +20,6 @@ def submit(client: Any, numbers: list[str], **extra: Any) -> Any:
 
 def poll(client: Any, **params: str) -> Any:
     return client.get("/v3/bulk_restore_status", params)
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
-    calls: list[tuple[Any, ...]] = []
-    monkeypatch.setattr("django_q.tasks.async_task", lambda *args, **kwargs: calls.append(args))
-    return calls
 
 
 # --- POST /v3/bulk_restore --------------------------------------------------------------

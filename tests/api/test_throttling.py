@@ -1,4 +1,4 @@
-"""Per-tenant throttling and slowing down credential guessing (CONTRACT section 5)."""
+"""Per-tenant throttling and slowing down credential guessing (docs/api.md#throttling)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from accounts.throttling import Rate, parse_rate
 from restores.models import Job
-from tests.conftest import Party
+from tests.support.parties import Party, api_client
 
 STATUS = "/v3/bulk_restore_status"
 
@@ -45,12 +45,11 @@ def test_it_throttles_a_tenant_over_its_rate_with_429_and_retry_after(
 
 def test_it_counts_every_credential_of_a_tenant_together(owner: Party, settings: Any) -> None:
     from accounts.services import api_credential_create
-    from tests.conftest import _client
 
     assert owner.tenant is not None
     settings.API_THROTTLE_RATE = "2/min"
     issued = api_credential_create(tenant=owner.tenant)
-    other_key = _client(issued.credential.username, issued.secret)
+    other_key = api_client(issued.credential.username, issued.secret)
     params = {"job_uuid": str(uuid.uuid4())}
 
     owner.client.get(STATUS, params)

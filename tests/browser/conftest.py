@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from restores import services
+from tests.support.queue import Task
 
 CHROMIUM = Path("/usr/bin/chromium")
 MISSING = (
@@ -83,8 +83,7 @@ def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _browser_settings(settings: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+def _browser_settings(settings: Any, enqueued: list[Task]) -> list[Task]:
+    """Fast password hashing; tasks are recorded (``enqueued``), never sent."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    enqueued: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: enqueued.append((func, args)))
     return enqueued

@@ -11,7 +11,8 @@ from accounts.models import Tenant
 from accounts.services import staff_user_create
 from restores.management.commands.seed_history import seed_history
 from restores.models import Job
-from tests.admin.conftest import HOOK, STAFF_PASSWORD, make_job
+from tests.support.jobs import HOOK, make_job
+from tests.support.parties import STAFF_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.e2e.conftest import Stack, WebhookReceiver, wait_until
+from tests.support.harness import Stack, WebhookReceiver, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -1,5 +1,5 @@
 """A tenant's ``max_concurrency`` bounds its upstream calls in flight across every
-qcluster process and web process (CONTRACT 3, last bullet), measured where it
+qcluster process and web process (docs/api.md#upstream), measured where it
 matters: at the simulated Multitel, per Multitel username."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, wait_until
+from tests.support.harness import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, wait_until
+from tests.support.harness import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import Stack, Tenant
+from tests.support.harness import Stack, Tenant
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""A job accepted with 202 is never lost (CONTRACT 1b): not when every qcluster
+"""A job accepted with 202 is never lost (docs/api.md#queued-answer): not when every qcluster
 process is killed mid-job, and not when its queue messages are lost. The
 database holds the work; leases and the sweeper bring it back."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Stack, wait_until
+from tests.support.harness import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""Webhook delivery (CONTRACT 4) against real receivers: a failed delivery is shown
+"""Webhook delivery (docs/api.md#webhooks) against real receivers: a failed delivery is shown
 as ``webhook_error`` and retried by the sweeper with the same ``webhook-id`` until
 it succeeds, which clears the error; a receiver that hangs is cut off after
 ``WEBHOOK_TIMEOUT`` without failing the job."""
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.e2e.conftest import Stack, WebhookReceiver, wait_until
+from tests.support.harness import Stack, WebhookReceiver, wait_until
 
 pytestmark = pytest.mark.e2e
 

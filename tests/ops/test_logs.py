@@ -21,7 +21,7 @@ import pytest
 from portal.logs import JsonFormatter, PlainFormatter, in_current_context, log_context, redact
 from restores import services
 from restores.models import Job, WebhookDelivery
-from tests.conftest import Party, make_party
+from tests.support.parties import Party, make_party
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -240,16 +240,15 @@ def _everything_logged(records: list[logging.LogRecord]) -> str:
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("enqueued")  # tasks are recorded, not sent: the test plays the worker
 def test_it_tags_every_line_about_a_job_and_never_logs_a_secret(
     captured: Capture,
     owner: Party,
     fake_multitel: Any,
     settings: Any,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     settings.WEBHOOK_SYNC_TIMEOUT = 2
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: None)  # the test plays the worker
     rejected = make_party("third")  # Multitel does not know its credentials: every call is a 401
     receiver = FailingReceiver()
     failing_numbers = [
@@ -307,11 +306,9 @@ def test_it_tags_every_line_about_a_job_and_never_logs_a_secret(
 
 
 @pytest.mark.django_db
-def test_it_tags_staff_actions_and_sweeps_with_the_job_and_tenant(
-    owner: Party, captured: Capture, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.usefixtures("enqueued")
+def test_it_tags_staff_actions_and_sweeps_with_the_job_and_tenant(owner: Party, captured: Capture) -> None:
     assert owner.tenant is not None
-    monkeypatch.setattr(services, "_enqueue", lambda *args, **kwargs: None)
     numbers = [str(15551250001 + i * 100) for i in range(12)]
     job = services.job_create(tenant=owner.tenant, credential=None, numbers=numbers, webhook_url=None)
 
@@ -319,7 +316,9 @@ def test_it_tags_staff_actions_and_sweeps_with_the_job_and_tenant(
     services.job_cancel(job_id=job.pk)
 
     about_job = [
-        r for r in captured.records if r.name == "restores.services" and "sweep:" not in r.getMessage()
+        r
+        for r in captured.records
+        if r.name.startswith("restores.services.") and "sweep:" not in r.getMessage()
     ]
     messages = [r.getMessage() for r in about_job]
     assert any("enqueued again" in m for m in messages), messages

@@ -13,7 +13,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
-from tests.conftest import Party, make_party
+from tests.support.parties import Party, make_party
 
 pytestmark = pytest.mark.django_db
 

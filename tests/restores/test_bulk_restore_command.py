@@ -16,7 +16,8 @@ from django.db import connection
 from restores import services
 from restores.management.commands import bulk_restore
 from restores.models import Job
-from tests.conftest import Party
+from tests.support.parties import Party
+from tests.support.queue import record_enqueued
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -106,7 +107,7 @@ def test_it_waits_while_the_workers_process_a_queued_job(
             workers.append(thread)
             thread.start()
 
-    monkeypatch.setattr(services, "_enqueue", enqueue)
+    record_enqueued(monkeypatch, enqueue)
     monkeypatch.setattr(bulk_restore, "PLAIN_PROGRESS_EVERY", 0.0)
     numbers = [*restorable(22), "15551230190", "15551230197", "15551230115"]  # 25, three fail
 
@@ -128,10 +129,8 @@ def test_it_waits_while_the_workers_process_a_queued_job(
 
 
 @pytest.mark.django_db
-def test_it_returns_at_once_with_no_wait(
-    owner: Party, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, settings: Any
-) -> None:
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: None)
+@pytest.mark.usefixtures("enqueued")
+def test_it_returns_at_once_with_no_wait(owner: Party, tmp_path: Path, settings: Any) -> None:
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
 
     out, err = run(
@@ -150,11 +149,8 @@ def test_it_returns_at_once_with_no_wait(
 
 
 @pytest.mark.django_db
-def test_it_stops_waiting_after_the_timeout_with_its_own_exit_status(
-    owner: Party, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: None)  # no worker ever comes
-
+@pytest.mark.usefixtures("enqueued")  # no worker ever comes
+def test_it_stops_waiting_after_the_timeout_with_its_own_exit_status(owner: Party, tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="Stopped waiting") as refused:
         run(
             "--tenant",

@@ -1,4 +1,4 @@
-"""The Multitel client: one number restored upstream (CONTRACT section 3)."""
+"""The Multitel client: one number restored upstream (docs/api.md#upstream)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import requests
 import responses
 from django.utils import timezone
 
-from restores import multitel
-from restores.multitel import (
+from restores.clients import multitel
+from restores.clients.multitel import (
     BODY_EXCERPT_BYTES,
     AttemptRecord,
     MultitelClient,

@@ -14,16 +14,9 @@ from django.utils import timezone
 from restores import services
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
 from restores.selectors import job_status_payload
-from tests.conftest import Party
-from tests.restores.support import plain_numbers, recorded_outcome
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
-    """Tasks handed to the broker (the broker is the boundary; it is not called)."""
-    calls: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: calls.append((func, args)))
-    return calls
+from tests.support.jobs import recorded_outcome
+from tests.support.numbers import plain_numbers
+from tests.support.parties import Party
 
 
 @pytest.fixture(autouse=True)

@@ -8,18 +8,11 @@ import pytest
 from django.utils import timezone
 
 from restores import services
+from restores.clients.multitel import RestoreOutcome
 from restores.models import Job, NumberResult
-from restores.multitel import RestoreOutcome
-from tests.conftest import Party
+from tests.support.parties import Party
 
 HOOK = "https://hooks.example.com/restore"
-
-
-@pytest.fixture
-def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
-    calls: list[tuple[str, tuple[Any, ...]]] = []
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: calls.append((func, args)))
-    return calls
 
 
 def _job(party: Party, count: int = 12, webhook_url: str | None = HOOK) -> Job:
@@ -104,10 +97,10 @@ def test_it_cancels_a_job_failing_the_numbers_not_yet_tried_and_fires_the_webhoo
     enqueued.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        failed = services.job_cancel(job_id=job.pk)
+        result = services.job_cancel(job_id=job.pk)
 
     job.refresh_from_db()
-    assert failed == 10
+    assert result == services.CancelResult(cancelled=True, not_tried=10)
     assert job.status == Job.Status.CANCELLED and job.completed_at is not None
     assert job.failure_count == 10
     untried = NumberResult.objects.filter(job=job, status="failed")
@@ -134,7 +127,7 @@ def test_it_cancels_only_active_jobs(owner: Party, enqueued: list[Any]) -> None:
     job = _job(owner)
     _finish(job, failed=set())
 
-    assert services.job_cancel(job_id=job.pk) == 0
+    assert services.job_cancel(job_id=job.pk) == services.CancelResult(cancelled=False, not_tried=0)
     assert Job.objects.get(pk=job.pk).status == Job.Status.COMPLETED
 
 

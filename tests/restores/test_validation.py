@@ -1,4 +1,5 @@
-"""Validation of a submission's numbers and webhook URL (CONTRACT section 1, section 4 SSRF guard)."""
+"""Validation of a submission's numbers and webhook URL (docs/api.md#bulk-restore-request and
+#webhook-addresses)."""
 
 from __future__ import annotations
 

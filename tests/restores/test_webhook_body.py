@@ -10,20 +10,22 @@ from typing import IO, Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from restores import services, webhooks
+from restores import services
+from restores.clients import webhook_sender as webhooks
 from restores.models import Job
 from restores.selectors import job_final_payload, job_final_payload_pieces
-from tests.conftest import Party
-from tests.restores.support import plain_numbers, recorded_outcome
-from tests.restores.test_webhook_sender import Receiver
+from tests.support.jobs import recorded_outcome
+from tests.support.numbers import plain_numbers
+from tests.support.parties import Party
+from tests.support.queue import Task
+from tests.support.webhooks import Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
 
 
 @pytest.fixture(autouse=True)
-def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The broker is the boundary: tasks are not sent anywhere."""
-    monkeypatch.setattr(services, "_enqueue", lambda func, *args: None)
+def no_broker(enqueued: list[Task]) -> None:
+    """The broker is the boundary: tasks are recorded (``enqueued``), not sent anywhere."""
 
 
 def _completed_job(party: Party, count: int, *, webhook_url: str | None = None) -> Job:

@@ -1,4 +1,4 @@
-"""The webhook sender: signed POSTs and curl-style failures (CONTRACT section 4)."""
+"""The webhook sender: signed POSTs and curl-style failures (docs/api.md#webhooks)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import datetime as dt
 import ipaddress
 import json
 import socket
-import ssl
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +25,10 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from urllib3.exceptions import MaxRetryError, NameResolutionError
 
 from portal import __version__
-from restores import webhooks
-from restores.webhooks import DeliveryResult, deliver, describe_failure, sign
+from restores.clients import webhook_sender as webhooks
+from restores.clients.http import describe_failure
+from restores.clients.webhook_sender import DeliveryResult, deliver, sign
+from tests.support.webhooks import TLS, Receiver
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef01234567").decode()
 BODY = json.dumps(
@@ -521,73 +519,6 @@ class SilentServer:
 
     def __exit__(self, *exc: object) -> None:
         self.sock.close()
-
-
-@dataclass
-class Seen:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class TLS:
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-@dataclass
-class Receiver:
-    """A loopback webhook endpoint that records what it receives."""
-
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    tls: TLS | None = None
-    requests: list[Seen] = field(default_factory=list)
-    server_names: list[str | None] = field(default_factory=list)
-
-    def __enter__(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                body = self.rfile.read(length)
-                receiver.requests.append(Seen(self.path, dict(self.headers.items()), body))
-                payload = b'{"received": true}'
-                self.send_response(receiver.status)
-                for key, value in receiver.headers.items():
-                    self.send_header(key, value)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        if self.tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
-            context.sni_callback = self._record_sni
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = int(self.server.server_address[1])
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-        return self
-
-    def _record_sni(self, sock: Any, server_name: str | None, context: Any) -> None:
-        self.server_names.append(server_name)
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
 
 
 def make_tls(directory: Path, host_name: str) -> TLS:

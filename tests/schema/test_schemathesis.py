@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.e2e.conftest import Stack, WebhookReceiver
+from tests.support.harness import Stack, WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 

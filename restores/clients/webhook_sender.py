@@ -1,4 +1,4 @@
-"""The webhook sender: POST a job's result to a tenant's endpoint (CONTRACT section 4).
+"""The webhook sender: POST a job's result to a tenant's endpoint (docs/api.md#webhooks).
 
 Signed with Standard Webhooks headers, never follows redirects, mandatory
 timeout, and failures described in words a curl user knows. No database work
@@ -13,7 +13,6 @@ second lookup cannot send it elsewhere (no DNS rebinding).
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import hmac
 import socket
@@ -30,9 +29,8 @@ from django.conf import settings
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3HTTPError
-from urllib3.exceptions import NameResolutionError
 
-from restores.multitel import user_agent
+from restores.clients.http import describe_failure, excerpt, host_port, user_agent
 from restores.validation import IPAddress, address_is_public, literal_ip
 
 RESPONSE_EXCERPT_BYTES = 512
@@ -95,52 +93,6 @@ def spool(pieces: Iterable[bytes], *, in_memory_max: int | None = None) -> Body:
         return b"".join(held)
     spooled.seek(0)
     return spooled
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return host, port or (443 if parts.scheme == "https" else 80)
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and every exception behind it (causes, contexts, wrapped arguments)."""
-    seen: list[BaseException] = []
-    pending: list[BaseException] = [exc]
-    while pending:
-        current = pending.pop(0)
-        if any(current is e for e in seen):
-            continue
-        seen.append(current)
-        behind: list[Any] = [current.__cause__, current.__context__]
-        # requests and urllib3 keep the underlying error in args or in .reason (MaxRetryError)
-        behind.append(getattr(current, "reason", None))
-        behind.extend(current.args)
-        pending.extend(e for e in behind if isinstance(e, BaseException))
-    return seen
-
-
-def describe_failure(exc: BaseException, *, url: str, timeout: float) -> str:
-    host, port = _host_port(url)
-    chain = _chain(exc)
-    if any(isinstance(e, (NameResolutionError, socket.gaierror)) for e in chain):
-        return f"Could not resolve host: {host}"
-    if isinstance(exc, requests.Timeout) or any(isinstance(e, TimeoutError) for e in chain):
-        return f"Connection timed out after {int(timeout * 1000)} milliseconds"
-    if any(
-        isinstance(e, ConnectionRefusedError) or (isinstance(e, OSError) and e.errno == errno.ECONNREFUSED)
-        for e in chain
-    ):
-        return f"Failed to connect to {host} port {port}: Connection refused"
-    if isinstance(exc, requests.exceptions.SSLError):
-        return f"SSL connect error with {host} port {port}"
-    if any(isinstance(e, ConnectionResetError) for e in chain):
-        return f"Recv failure: Connection reset by peer ({host} port {port})"
-    return f"Failed to connect to {host} port {port}: {type(exc).__name__}"
 
 
 class BlockedAddressError(Exception):
@@ -242,7 +194,7 @@ def deliver(
     options: dict[str, Any] = {}
     own_session: requests.Session | None = None
     if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
-        host, port = _host_port(url)
+        host, port = host_port(url)
         try:
             address = resolve_public_address(host, port)
         except (socket.gaierror, UnicodeError):
@@ -284,7 +236,7 @@ def deliver(
         if own_session is not None:
             own_session.close()
     duration_ms = int((time.monotonic() - t0) * 1000)
-    excerpt = content[:RESPONSE_EXCERPT_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+    body_excerpt = excerpt(content, limit=RESPONSE_EXCERPT_BYTES)
     delivered = 200 <= response.status_code < 300
     return DeliveryResult(
         delivered=delivered,
@@ -292,5 +244,5 @@ def deliver(
         duration_ms=duration_ms,
         http_status=response.status_code,
         error="" if delivered else f"The requested URL returned error: {response.status_code}",
-        response_excerpt=excerpt,
+        response_excerpt=body_excerpt,
     )

@@ -1,4 +1,4 @@
-"""The Multitel client: restore one number, upstream (CONTRACT section 3).
+"""The Multitel client: restore one number, upstream (docs/api.md#upstream).
 
 One pooled ``requests.Session`` per process, mandatory timeouts, the loose
 v3 envelope parsed defensively, and retries with exponential backoff and
@@ -29,8 +29,9 @@ from django.conf import settings
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
 
+from restores.clients.http import excerpt, redact, text_for_db, user_agent
+
 BODY_EXCERPT_BYTES = 2048
-REDACTED = "[redacted]"
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
 # Below this many seconds left before the caller's deadline, no attempt is started.
 DEADLINE_MARGIN = 0.05
@@ -131,30 +132,8 @@ class Envelope:
 # --- Parsing --------------------------------------------------------------------
 
 
-def _clean(text: str) -> str:
-    """Text fit for a database column: PostgreSQL refuses NUL characters."""
-    return text.replace("\x00", "\ufffd")
-
-
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
 def _excerpt(content: bytes, secrets: Sequence[str] = ()) -> str:
-    """The first ``BODY_EXCERPT_BYTES`` bytes of a body as text, secrets redacted.
-
-    Secrets are replaced before the cut (so none is left half shown at the end),
-    and the result never encodes to more than ``BODY_EXCERPT_BYTES`` bytes of UTF-8.
-    """
-    window = BODY_EXCERPT_BYTES + 4 * max((len(s) for s in secrets), default=0)
-    text = _clean(_redact(content[:window].decode("utf-8", errors="replace"), secrets))
-    encoded = text.encode("utf-8")
-    if len(encoded) <= BODY_EXCERPT_BYTES:
-        return text
-    return encoded[:BODY_EXCERPT_BYTES].decode("utf-8", errors="ignore")
+    return excerpt(content, limit=BODY_EXCERPT_BYTES, secrets=secrets)
 
 
 def _as_int(value: Any) -> int | None:
@@ -216,10 +195,10 @@ def parse_response(response: requests.Response, *, secrets: Sequence[str] = ()) 
     raw_code = ""
     msg = ""
     if isinstance(status_obj, dict):
-        raw_code = "" if status_obj.get("code") is None else _clean(str(status_obj.get("code")))
+        raw_code = "" if status_obj.get("code") is None else text_for_db(str(status_obj.get("code")))
         code = _as_int(status_obj.get("code"))
         raw_msg = status_obj.get("msg", status_obj.get("message", ""))
-        msg = _clean(_redact(raw_msg.strip(), secrets)) if isinstance(raw_msg, str) else ""
+        msg = text_for_db(redact(raw_msg.strip(), secrets)) if isinstance(raw_msg, str) else ""
     if http_status in RETRYABLE_HTTP_STATUSES and not (code is not None and 200 <= code < 300):
         # Retried; an envelope that came with it still gives the code and message.
         raise UpstreamRetryableStatus(
@@ -322,42 +301,29 @@ class MultitelClient:
         for attempt_number in range(1, self.max_attempts + 1):
             started_at = timezone.now()
             t0 = time.monotonic()
+            envelope: Envelope | None = None
             try:
                 envelope = self._attempt(number, username=username, password=password, deadline=deadline)
             except UpstreamError as exc:
                 last_error = exc
-                will_retry = exc.retryable and attempt_number < self.max_attempts
-                attempts.append(
-                    AttemptRecord(
-                        attempt_number=attempt_number,
-                        started_at=started_at,
-                        duration_ms=int((time.monotonic() - t0) * 1000),
-                        http_status=exc.http_status,
-                        envelope_code=exc.envelope_code,
-                        outcome="retryable" if exc.retryable else "failed",
-                        error=f"{exc.reason}: {exc.msg}" if exc.msg else exc.reason,
-                        body_excerpt=exc.body_excerpt,
-                    )
+            attempts.append(
+                _attempt_record(
+                    attempt_number=attempt_number,
+                    started_at=started_at,
+                    duration_ms=int((time.monotonic() - t0) * 1000),
+                    envelope=envelope,
+                    error=last_error,
                 )
-                if not will_retry:
+            )
+            if envelope is None:
+                assert last_error is not None
+                if not (last_error.retryable and attempt_number < self.max_attempts):
                     break
-                delay = self._delay(attempt_number, exc.retry_after)
+                delay = self._delay(attempt_number, last_error.retry_after)
                 if deadline is not None and time.monotonic() + delay >= deadline:
                     break
                 self.sleep(delay)
                 continue
-            attempts.append(
-                AttemptRecord(
-                    attempt_number=attempt_number,
-                    started_at=started_at,
-                    duration_ms=int((time.monotonic() - t0) * 1000),
-                    http_status=envelope.http_status,
-                    envelope_code=envelope.raw_code,
-                    outcome="success" if envelope.success else "failed",
-                    error="" if envelope.success else (envelope.msg or f"code {envelope.code}"),
-                    body_excerpt=envelope.body_excerpt,
-                )
-            )
             if envelope.success:
                 message = envelope.msg or "Number restored"
             else:
@@ -422,6 +388,37 @@ class MultitelClient:
         return parse_response(response, secrets=_credential_forms(username, password))
 
 
+def _attempt_record(
+    *,
+    attempt_number: int,
+    started_at: datetime,
+    duration_ms: int,
+    envelope: Envelope | None,
+    error: UpstreamError | None,
+) -> AttemptRecord:
+    """The audit record of one attempt: of its envelope when one came, else of its error."""
+    http_status: int | None
+    if envelope is not None:
+        http_status, code, body_excerpt = envelope.http_status, envelope.raw_code, envelope.body_excerpt
+        outcome = "success" if envelope.success else "failed"
+        text = "" if envelope.success else (envelope.msg or f"code {envelope.code}")
+    else:
+        assert error is not None
+        http_status, code, body_excerpt = error.http_status, error.envelope_code, error.body_excerpt
+        outcome = "retryable" if error.retryable else "failed"
+        text = f"{error.reason}: {error.msg}" if error.msg else error.reason
+    return AttemptRecord(
+        attempt_number=attempt_number,
+        started_at=started_at,
+        duration_ms=duration_ms,
+        http_status=http_status,
+        envelope_code=code,
+        outcome=outcome,
+        error=text,
+        body_excerpt=body_excerpt,
+    )
+
+
 def _credential_forms(username: str, password: str) -> list[str]:
     """Every form in which the credentials could come back in a body: never kept."""
     pair = f"{username}:{password}"
@@ -455,9 +452,3 @@ def shared_session() -> requests.Session:
             session.headers["User-Agent"] = user_agent()
             _session, _session_pid = session, os.getpid()
         return _session
-
-
-def user_agent() -> str:
-    from portal import __version__
-
-    return f"bulk-restore-portal/{__version__}"

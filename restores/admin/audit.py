@@ -1,0 +1,243 @@
+"""The audit trail of jobs, read-only: numbers, upstream attempts, webhook deliveries."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from portal.admin_utils import admin_url, link
+from restores.admin.base import TENANT_SECRETS, AuditAdmin, changelist_link, search_number, search_uuid
+from restores.admin.filters import (
+    HttpStatusFilter,
+    SelectedJobFilter,
+    SelectedResultFilter,
+    StatusCodeFilter,
+    ViaJobTenantFilter,
+)
+from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
+
+MESSAGE_PREVIEW_CHARS = 80
+
+
+# --- Numbers ---------------------------------------------------------------------------
+
+
+@admin.register(NumberResult)
+class NumberResultAdmin(AuditAdmin):
+    list_display = [
+        "number",
+        "job_link",
+        "tenant",
+        "status",
+        "status_code",
+        "short_message",
+        "attempts",
+        "flags",
+    ]
+    list_filter = [
+        "status",
+        StatusCodeFilter,
+        "requires_identity_update",
+        "needs_registration",
+        ViaJobTenantFilter,
+        SelectedJobFilter,
+    ]
+    list_select_related = ["job__tenant"]
+    search_fields = ["=number"]
+    search_help_text = "A phone number (digits only, exact)."
+    # Newest jobs first, each job's numbers in submission order (index result_job_position).
+    ordering = ["-job_id", "position"]
+    tenant_ordering = ["-job__created_at", "position"]
+    fields = [
+        "number",
+        "job_link",
+        "tenant",
+        "position",
+        "status",
+        "status_code",
+        "message",
+        "attempts",
+        "requires_identity_update",
+        "needs_registration",
+        "started_at",
+        "completed_at",
+        "claimed_by",
+        "lease_expires_at",
+        "attempts_link",
+    ]
+    readonly_fields = ["job_link", "tenant", "attempts_link"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[NumberResult]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("job__tenant")
+            .defer(*(f"job__tenant__{f}" for f in TENANT_SECRETS))
+        )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[NumberResult], search_term: str
+    ) -> tuple[QuerySet[NumberResult], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        number = search_number(term)
+        return (queryset.filter(number=number) if number else queryset.none()), False
+
+    @admin.display(description="job", ordering="job_id")
+    def job_link(self, obj: NumberResult) -> SafeString:
+        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
+
+    @admin.display(description="tenant")
+    def tenant(self, obj: NumberResult) -> str:
+        return obj.job.tenant.name
+
+    @admin.display(description="message")
+    def short_message(self, obj: NumberResult) -> str:
+        message = obj.message or ""
+        if len(message) > MESSAGE_PREVIEW_CHARS:
+            return message[: MESSAGE_PREVIEW_CHARS - 1] + "…"
+        return message
+
+    @admin.display(description="flags")
+    def flags(self, obj: NumberResult) -> str:
+        flags = []
+        if obj.requires_identity_update:
+            flags.append("identity update")
+        if obj.needs_registration:
+            flags.append("registration")
+        return ", ".join(flags) or "-"
+
+    @admin.display(description="upstream attempts")
+    def attempts_link(self, obj: NumberResult) -> SafeString:
+        return changelist_link(UpstreamAttempt, "upstream attempts of this number", result__id__exact=obj.pk)
+
+
+# --- Upstream attempts -----------------------------------------------------------------
+
+
+@admin.register(UpstreamAttempt)
+class UpstreamAttemptAdmin(AuditAdmin):
+    list_display = [
+        "number",
+        "attempt_number",
+        "started_at",
+        "duration_ms",
+        "http_status",
+        "envelope_code",
+        "outcome",
+        "error",
+    ]
+    list_filter = [
+        "outcome",
+        HttpStatusFilter,
+        ("started_at", admin.DateFieldListFilter),
+        ViaJobTenantFilter,
+        SelectedJobFilter,
+        SelectedResultFilter,
+    ]
+    list_select_related = ["result"]
+    sortable_by = ["started_at"]
+    tenant_ordering = ["-job__created_at", "-started_at"]
+    search_fields = ["=result__number"]
+    search_help_text = "A phone number (digits only, exact)."
+    fields = [
+        "number",
+        "job_link",
+        "attempt_number",
+        "started_at",
+        "duration_ms",
+        "http_status",
+        "envelope_code",
+        "outcome",
+        "error",
+        "body",
+    ]
+    readonly_fields = ["number", "job_link", "body"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[UpstreamAttempt], search_term: str
+    ) -> tuple[QuerySet[UpstreamAttempt], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        number = search_number(term)
+        if number is None:
+            return queryset.none(), False
+        results = NumberResult.objects.filter(number=number).values("pk")
+        return queryset.filter(result_id__in=results), False
+
+    @admin.display(description="number", ordering="result__number")
+    def number(self, obj: UpstreamAttempt) -> SafeString:
+        return link(admin_url(NumberResult, "change", obj.result_id), obj.result.number)
+
+    @admin.display(description="job")
+    def job_link(self, obj: UpstreamAttempt) -> SafeString:
+        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
+
+    @admin.display(description="body (first 2 KB, credentials redacted)")
+    def body(self, obj: UpstreamAttempt) -> SafeString:
+        return format_html("<pre>{}</pre>", obj.body_excerpt or "(empty)")
+
+
+# --- Webhook deliveries ----------------------------------------------------------------
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(AuditAdmin):
+    list_display = [
+        "job_link",
+        "attempt_number",
+        "started_at",
+        "http_status",
+        "duration_ms",
+        "delivered",
+        "error",
+    ]
+    list_filter = [
+        "delivered",
+        HttpStatusFilter,
+        ("started_at", admin.DateFieldListFilter),
+        ViaJobTenantFilter,
+        SelectedJobFilter,
+    ]
+    list_select_related = ["job"]
+    sortable_by = ["started_at"]
+    tenant_ordering = ["-job__created_at", "-started_at"]
+    search_fields = ["=job__uuid"]
+    search_help_text = "A job UUID."
+    fields = [
+        "job_link",
+        "attempt_number",
+        "webhook_id",
+        "url",
+        "started_at",
+        "duration_ms",
+        "http_status",
+        "delivered",
+        "error",
+        "response",
+    ]
+    readonly_fields = ["job_link", "response"]
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery], search_term: str
+    ) -> tuple[QuerySet[WebhookDelivery], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        job_uuid = search_uuid(term)
+        if job_uuid is None:
+            return queryset.none(), False
+        return queryset.filter(job_id__in=Job.objects.filter(uuid=job_uuid).values("pk")), False
+
+    @admin.display(description="job", ordering="job_id")
+    def job_link(self, obj: WebhookDelivery) -> SafeString:
+        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
+
+    @admin.display(description="response (excerpt)")
+    def response(self, obj: WebhookDelivery) -> SafeString:
+        return format_html("<pre>{}</pre>", obj.response_excerpt or "(empty)")

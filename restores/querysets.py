@@ -1,0 +1,100 @@
+"""The status filters of jobs and numbers, each written once.
+
+Every rule about which rows are "pending", "leased right now", "active" or
+"due" lives here, so the services, the selectors, the metrics and the admin
+ask the same question the same way. The partial indexes of ``models`` are
+built on exactly these conditions.
+
+Statuses are read from ``self.model`` so that this module needs nothing from
+``models``, which builds its managers from these classes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Self
+
+from django.db import models
+
+if TYPE_CHECKING:
+    from restores.models import Job, NumberResult  # noqa: F401 (the querysets' type arguments)
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    def of_tenant(self, tenant_id: int) -> Self:
+        return self.filter(tenant_id=tenant_id)
+
+    def active(self) -> Self:
+        """Pending or processing: numbers may still be restored."""
+        return self.filter(status__in=self.model.ACTIVE_STATUSES)
+
+    def finished(self) -> Self:
+        """Completed or cancelled: every number is final, the webhook may be sent."""
+        return self.filter(status__in=self.model.FINISHED_STATUSES)
+
+    def webhook_outstanding(self) -> Self:
+        """Jobs whose webhook waits for its first attempt or a retry."""
+        return self.filter(webhook_state__in=self.model.WEBHOOK_OUTSTANDING_STATES)
+
+    def webhook_due(self, now: datetime) -> Self:
+        """Jobs whose next webhook attempt is due at ``now``."""
+        return self.webhook_outstanding().filter(webhook_next_attempt_at__lte=now)
+
+    def webhook_failing(self) -> Self:
+        """Jobs whose webhook failed at least once and was not delivered since."""
+        return self.filter(webhook_state__in=self.model.WEBHOOK_FAILING_STATES)
+
+    def idle_since(self, when: datetime) -> Self:
+        """Active jobs nobody touched since ``when`` (their queue message may be lost)."""
+        return self.active().filter(heartbeat_at__lte=when)
+
+
+class NumberResultQuerySet(models.QuerySet["NumberResult"]):
+    def of_job(self, job_id: int) -> Self:
+        return self.filter(job_id=job_id)
+
+    def of_tenant(self, tenant_id: int) -> Self:
+        return self.filter(job__tenant_id=tenant_id)
+
+    def pending(self) -> Self:
+        """Not claimed yet: the work queue."""
+        return self.filter(status=self.model.Status.PENDING)
+
+    def processing(self) -> Self:
+        """Claimed under a lease, whether or not the lease is still in force."""
+        return self.filter(status=self.model.Status.PROCESSING)
+
+    def leased(self, now: datetime) -> Self:
+        """Leased right now: upstream calls in flight, what counts against the cap."""
+        return self.processing().filter(lease_expires_at__gt=now)
+
+    def lease_expired(self, now: datetime) -> Self:
+        """Claimed by a holder that did not record in time (it died or hung)."""
+        return self.processing().filter(lease_expires_at__lt=now)
+
+    def held_by(self, token: str) -> Self:
+        """Still leased with ``token``: what that holder may write."""
+        return self.processing().filter(lease_token=token)
+
+    def release(self, **changes: Any) -> int:
+        """End the lease of every number here (if any) and apply ``changes``; returns how many."""
+        return self.update(lease_token=None, lease_expires_at=None, **changes)
+
+    def unfinished(self) -> Self:
+        """Without a final result yet: pending or processing."""
+        return self.filter(status__in=[self.model.Status.PENDING, self.model.Status.PROCESSING])
+
+    def failed(self) -> Self:
+        return self.filter(status=self.model.Status.FAILED)
+
+    def final(self) -> Self:
+        return self.filter(status__in=self.model.FINAL_STATUSES)
+
+    def claimable(self) -> Self:
+        """Pending numbers of active jobs, in submission order."""
+        job_model: Any = self.model._meta.get_field("job").related_model
+        return self.pending().filter(job__status__in=job_model.ACTIVE_STATUSES).order_by("position")
+
+    def sync_waiting(self, *, tenant_id: int, since: datetime) -> Self:
+        """Numbers of the tenant's synchronous requests made since ``since`` not yet started."""
+        return self.of_tenant(tenant_id).pending().filter(job__is_sync=True, job__created_at__gte=since)

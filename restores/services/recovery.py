@@ -1,0 +1,64 @@
+"""The sweeper: no accepted work is forgotten, whatever died."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from portal.logs import log_context
+from restores.models import Job, NumberResult
+from restores.services.completion import job_complete_if_done
+from restores.services.idempotency import idempotency_keys_purge
+from restores.services.queue import enqueue
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    leases_reclaimed: int
+    jobs_requeued: int
+    jobs_completed: int
+    webhooks_due: int
+
+
+def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None) -> SweepReport:
+    """Make sure no accepted work is forgotten, whatever died.
+
+    - leases that expired (a worker or web process died mid-batch) go back to pending;
+    - active jobs with pending numbers that nobody touched for ``stale_after``
+      seconds (their queue message was lost) are enqueued again;
+    - active jobs whose numbers are all final (the completer died) are completed;
+    - webhooks whose next attempt is due are enqueued.
+    Duplicate wake-ups are harmless: claims and completion are conditional.
+    """
+    now = now or timezone.now()
+    stale_after = settings.RESTORE_STALE_SECONDS if stale_after is None else stale_after
+    reclaimed = NumberResult.objects.lease_expired(now).release(status=NumberResult.Status.PENDING)
+    requeued = completed = 0
+    stale_jobs = Job.objects.idle_since(now - timedelta(seconds=stale_after)).values_list(
+        "pk", "uuid", "tenant__name"
+    )
+    for job_id, job_uuid, tenant_name in list(stale_jobs):
+        with log_context(job_uuid=job_uuid, tenant=tenant_name):
+            if NumberResult.objects.of_job(job_id).pending().exists():
+                Job.objects.filter(pk=job_id).update(heartbeat_at=now)
+                enqueue("restores.tasks.process_job", job_id)
+                logger.info("job idle for %ss with numbers pending: enqueued again", stale_after)
+                requeued += 1
+            elif job_complete_if_done(job_id=job_id):
+                completed += 1
+    due = list(Job.objects.webhook_due(now).values_list("pk", flat=True)[:1000])
+    for job_id in due:
+        enqueue("restores.tasks.deliver_webhook", job_id)
+    idempotency_keys_purge(now=now)
+    report = SweepReport(
+        leases_reclaimed=reclaimed, jobs_requeued=requeued, jobs_completed=completed, webhooks_due=len(due)
+    )
+    if reclaimed or requeued or completed or due:
+        logger.info("sweep: %s", report)
+    return report
