@@ -6,14 +6,14 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help install install-dev run test test-fast lint format typecheck migrations-check check bench clean
+.PHONY: help install install-dev run test test-fast lint format typecheck imports-check migrations-check check bench clean
 
 help:
 	@echo "make run        set up, then start web + worker + simulated Multitel (Ctrl-C stops all)"
 	@echo "make test       set up, then run the whole test suite"
 	@echo "make test-fast  the suite without the end-to-end tests"
-	@echo "make check      lint, format check, type check, migrations check"
-	@echo "make lint / typecheck / migrations-check   one of those checks"
+	@echo "make check      lint, format check, type check, layering (import-linter), migrations check"
+	@echo "make lint / typecheck / imports-check / migrations-check   one of those checks"
 	@echo "make format     format the code"
 	@echo "make bench      set up, then run the benchmarks against the real stack (needs PostgreSQL and Redis;"
 	@echo "                BENCH_ARGS=--quick for a run of a few minutes; writes bench/RESULTS.md)"
@@ -56,10 +56,13 @@ format: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy .
 
+imports-check: $(DEV_STAMP)
+	$(BIN)/lint-imports
+
 migrations-check: $(DEV_STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-check: lint typecheck migrations-check
+check: lint typecheck imports-check migrations-check
 
 BENCH_ARGS ?=
 bench: $(DEV_STAMP)
