@@ -19,15 +19,9 @@ import responses
 from django.utils import timezone
 
 from restores.clients import multitel
-from restores.clients.multitel import (
-    BODY_EXCERPT_BYTES,
-    AttemptRecord,
-    MultitelClient,
-    RestoreOutcome,
-    parse_retry_after,
-    shared_session,
-    user_agent,
-)
+from restores.clients.http import user_agent
+from restores.clients.multitel import AttemptRecord, MultitelClient, RestoreOutcome, shared_session
+from restores.clients.multitel_envelope import BODY_EXCERPT_BYTES, parse_retry_after
 
 BASE = "http://multitel.test"
 NUMBER = "15551230111"

@@ -6,6 +6,10 @@ spread over a handful of tenants (made if missing). Rows are written in batches 
 jobs, one transaction each, so memory stays flat: jobs with ``bulk_create``, and the big audit
 tables (results, attempts, deliveries) with a plain multi-row ``executemany`` on the columns of
 their models, which is about ten times faster than building a model instance for each row.
+
+It stays one module: a development tool whose one job is a generator of consistent rows (a
+job, its numbers, their attempts and deliveries drawn together from one random stream), which
+read best side by side; nothing else imports it but its own test.
 """
 
 from __future__ import annotations
