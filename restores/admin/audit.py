@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -116,6 +118,16 @@ class NumberResultAdmin(AuditAdmin):
         return changelist_link(UpstreamAttempt, "upstream attempts of this number", result__id__exact=obj.pk)
 
 
+# What the lists of outbound calls (upstream attempts, webhook deliveries) filter and sort by.
+CALL_FILTERS: list[Any] = [
+    HttpStatusFilter,
+    ("started_at", admin.DateFieldListFilter),
+    ViaJobTenantFilter,
+    SelectedJobFilter,
+]
+CALL_ORDERING = ["-job__created_at", "-started_at"]
+
+
 # --- Upstream attempts -----------------------------------------------------------------
 
 
@@ -131,17 +143,10 @@ class UpstreamAttemptAdmin(AuditAdmin):
         "outcome",
         "error",
     ]
-    list_filter = [
-        "outcome",
-        HttpStatusFilter,
-        ("started_at", admin.DateFieldListFilter),
-        ViaJobTenantFilter,
-        SelectedJobFilter,
-        SelectedResultFilter,
-    ]
+    list_filter = ["outcome", *CALL_FILTERS, SelectedResultFilter]
     list_select_related = ["result"]
     sortable_by = ["started_at"]
-    tenant_ordering = ["-job__created_at", "-started_at"]
+    tenant_ordering = CALL_ORDERING
     search_fields = ["=result__number"]
     search_help_text = "A phone number (digits only, exact)."
     fields = [
@@ -197,16 +202,10 @@ class WebhookDeliveryAdmin(AuditAdmin):
         "delivered",
         "error",
     ]
-    list_filter = [
-        "delivered",
-        HttpStatusFilter,
-        ("started_at", admin.DateFieldListFilter),
-        ViaJobTenantFilter,
-        SelectedJobFilter,
-    ]
+    list_filter = ["delivered", *CALL_FILTERS]
     list_select_related = ["job"]
     sortable_by = ["started_at"]
-    tenant_ordering = ["-job__created_at", "-started_at"]
+    tenant_ordering = CALL_ORDERING
     search_fields = ["=job__uuid"]
     search_help_text = "A job UUID."
     fields = [

@@ -77,22 +77,15 @@ def overview_context(window: OverviewWindow) -> dict[str, Any]:
             ),
         ],
         "jobs_chart": svg_bar_chart(statuses, title=f"Jobs by status, {label}", unit="jobs"),
-        "numbers_chart": svg_column_chart(
-            window.numbers, unit=window.unit, good="restored", bad="failed", title=f"Numbers, {label}"
-        ),
-        "upstream_chart": svg_column_chart(
-            window.attempts,
-            unit=window.unit,
-            good="succeeded",
-            bad="errors",
-            title=f"Upstream calls, {label}",
-        ),
-        "webhook_chart": svg_column_chart(
-            window.deliveries,
-            unit=window.unit,
-            good="delivered",
-            bad="failed",
-            title=f"Webhook deliveries, {label}",
-        ),
+        **{
+            f"{key}_chart": svg_column_chart(
+                buckets, unit=window.unit, good=good, bad=bad, title=f"{title}, {label}"
+            )
+            for key, buckets, good, bad, title in (
+                ("numbers", window.numbers, "restored", "failed", "Numbers"),
+                ("upstream", window.attempts, "succeeded", "errors", "Upstream calls"),
+                ("webhook", window.deliveries, "delivered", "failed", "Webhook deliveries"),
+            )
+        },
         "tenants_chart": svg_bar_chart(tenants, title=f"Busiest tenants, {label}", unit="numbers"),
     }

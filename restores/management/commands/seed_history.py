@@ -112,18 +112,7 @@ ATTEMPT_COLUMNS = (
     "error",
     "body_excerpt",
 )
-DELIVERY_COLUMNS = (
-    "job",
-    "attempt_number",
-    "webhook_id",
-    "url",
-    "started_at",
-    "duration_ms",
-    "http_status",
-    "delivered",
-    "error",
-    "response_excerpt",
-)
+DELIVERY_COLUMNS = tuple(field.name for field in WebhookDelivery._meta.concrete_fields if field.name != "id")
 PENDING, PROCESSING, SUCCESS, FAILED = (str(s) for s in NumberResult.Status)
 CANCELLED_MESSAGE = "Error: 'not tried: the job was cancelled by staff'"
 
