@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -80,14 +80,9 @@ class NumberResultAdmin(AuditAdmin):
             .defer(*(f"job__tenant__{f}" for f in TENANT_SECRETS))
         )
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[NumberResult], search_term: str
-    ) -> tuple[QuerySet[NumberResult], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_condition(self, term: str) -> Q | None:
         number = search_number(term)
-        return (queryset.filter(number=number) if number else queryset.none()), False
+        return Q(number=number) if number else None
 
     @admin.display(description="job", ordering="job_id")
     def job_link(self, obj: NumberResult) -> SafeString:
@@ -163,17 +158,9 @@ class UpstreamAttemptAdmin(AuditAdmin):
     ]
     readonly_fields = ["number", "job_link", "body"]
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[UpstreamAttempt], search_term: str
-    ) -> tuple[QuerySet[UpstreamAttempt], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_condition(self, term: str) -> Q | None:
         number = search_number(term)
-        if number is None:
-            return queryset.none(), False
-        results = NumberResult.objects.filter(number=number).values("pk")
-        return queryset.filter(result_id__in=results), False
+        return Q(result_id__in=NumberResult.objects.filter(number=number).values("pk")) if number else None
 
     @admin.display(description="number", ordering="result__number")
     def number(self, obj: UpstreamAttempt) -> SafeString:
@@ -222,16 +209,9 @@ class WebhookDeliveryAdmin(AuditAdmin):
     ]
     readonly_fields = ["job_link", "response"]
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[WebhookDelivery], search_term: str
-    ) -> tuple[QuerySet[WebhookDelivery], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
+    def search_condition(self, term: str) -> Q | None:
         job_uuid = search_uuid(term)
-        if job_uuid is None:
-            return queryset.none(), False
-        return queryset.filter(job_id__in=Job.objects.filter(uuid=job_uuid).values("pk")), False
+        return Q(job_id__in=Job.objects.filter(uuid=job_uuid).values("pk")) if job_uuid else None
 
     @admin.display(description="job", ordering="job_id")
     def job_link(self, obj: WebhookDelivery) -> SafeString:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
-from django.db.models import Model
+from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -64,3 +64,18 @@ class AuditAdmin(ReadOnlyAdmin):
         if self.tenant_ordering and request.GET.get(ViaJobTenantFilter.parameter_name):
             return self.tenant_ordering
         return super().get_ordering(request)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Any], search_term: str
+    ) -> tuple[QuerySet[Any], bool]:
+        """Exact, indexed lookups only: no term lists everything; a term that is none of the
+        forms ``search_condition`` accepts finds nothing."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = self.search_condition(term)
+        return (queryset.none() if condition is None else queryset.filter(condition)), False
+
+    def search_condition(self, term: str) -> Q | None:
+        """The rows a search term finds, or None when the term is not a form this list knows."""
+        return None

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import URLPattern, path
 from django.utils import timezone
@@ -109,18 +109,13 @@ class JobAdmin(AuditAdmin):
             )
         )
 
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Job], search_term: str
-    ) -> tuple[QuerySet[Job], bool]:
+    def search_condition(self, term: str) -> Q | None:
         """A UUID finds its job; a number finds every job that contains it (indexed subquery)."""
-        term = search_term.strip()
-        if not term:
-            return queryset, False
         if number := search_number(term):
-            return queryset.filter(pk__in=job_ids_with_number(number=number)), False
+            return Q(pk__in=job_ids_with_number(number=number))
         if job_uuid := search_uuid(term):
-            return queryset.filter(uuid=job_uuid), False
-        return queryset.none(), False
+            return Q(uuid=job_uuid)
+        return None
 
     # --- Columns ---
 
