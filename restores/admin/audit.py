@@ -7,11 +7,17 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from portal.admin_utils import admin_url, link
-from restores.admin.base import TENANT_SECRETS, AuditAdmin, changelist_link, search_number, search_uuid
+from restores.admin.base import (
+    TENANT_SECRETS,
+    JobRowAdmin,
+    changelist_link,
+    preformatted,
+    search_number,
+    search_uuid,
+)
 from restores.admin.filters import (
     HttpStatusFilter,
     SelectedJobFilter,
@@ -28,7 +34,7 @@ MESSAGE_PREVIEW_CHARS = 80
 
 
 @admin.register(NumberResult)
-class NumberResultAdmin(AuditAdmin):
+class NumberResultAdmin(JobRowAdmin):
     list_display = [
         "number",
         "job_link",
@@ -84,10 +90,6 @@ class NumberResultAdmin(AuditAdmin):
         number = search_number(term)
         return Q(number=number) if number else None
 
-    @admin.display(description="job", ordering="job_id")
-    def job_link(self, obj: NumberResult) -> SafeString:
-        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
-
     @admin.display(description="tenant")
     def tenant(self, obj: NumberResult) -> str:
         return obj.job.tenant.name
@@ -127,7 +129,7 @@ CALL_ORDERING = ["-job__created_at", "-started_at"]
 
 
 @admin.register(UpstreamAttempt)
-class UpstreamAttemptAdmin(AuditAdmin):
+class UpstreamAttemptAdmin(JobRowAdmin):
     list_display = [
         "number",
         "attempt_number",
@@ -166,20 +168,16 @@ class UpstreamAttemptAdmin(AuditAdmin):
     def number(self, obj: UpstreamAttempt) -> SafeString:
         return link(admin_url(NumberResult, "change", obj.result_id), obj.result.number)
 
-    @admin.display(description="job")
-    def job_link(self, obj: UpstreamAttempt) -> SafeString:
-        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
-
     @admin.display(description="body (first 2 KB, credentials redacted)")
     def body(self, obj: UpstreamAttempt) -> SafeString:
-        return format_html("<pre>{}</pre>", obj.body_excerpt or "(empty)")
+        return preformatted(obj.body_excerpt)
 
 
 # --- Webhook deliveries ----------------------------------------------------------------
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(AuditAdmin):
+class WebhookDeliveryAdmin(JobRowAdmin):
     list_display = [
         "job_link",
         "attempt_number",
@@ -213,10 +211,6 @@ class WebhookDeliveryAdmin(AuditAdmin):
         job_uuid = search_uuid(term)
         return Q(job_id__in=Job.objects.filter(uuid=job_uuid).values("pk")) if job_uuid else None
 
-    @admin.display(description="job", ordering="job_id")
-    def job_link(self, obj: WebhookDelivery) -> SafeString:
-        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
-
     @admin.display(description="response (excerpt)")
     def response(self, obj: WebhookDelivery) -> SafeString:
-        return format_html("<pre>{}</pre>", obj.response_excerpt or "(empty)")
+        return preformatted(obj.response_excerpt)

@@ -17,13 +17,15 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
+from django.contrib import admin
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from portal.admin_utils import CappedCountPaginator, ReadOnlyAdmin, admin_url
+from portal.admin_utils import CappedCountPaginator, ReadOnlyAdmin, admin_url, link
 from restores.admin.filters import ViaJobTenantFilter
+from restores.models import Job
 
 TENANT_SECRETS = ("multitel_password", "webhook_secret")
 
@@ -39,6 +41,11 @@ def search_uuid(term: str) -> uuid.UUID | None:
         return uuid.UUID(term.strip())
     except ValueError:
         return None
+
+
+def preformatted(text: str) -> SafeString:
+    """A stored body excerpt, shown as it came."""
+    return format_html("<pre>{}</pre>", text or "(empty)")
 
 
 def changelist_link(model: type[Model], label: str, **params: Any) -> SafeString:
@@ -79,3 +86,11 @@ class AuditAdmin(ReadOnlyAdmin):
     def search_condition(self, term: str) -> Q | None:
         """The rows a search term finds, or None when the term is not a form this list knows."""
         return None
+
+
+class JobRowAdmin(AuditAdmin):
+    """An audit list whose rows belong to one job each (``job`` joined by the list)."""
+
+    @admin.display(description="job", ordering="job_id")
+    def job_link(self, obj: Any) -> SafeString:
+        return link(admin_url(Job, "change", obj.job_id), obj.job.uuid)
