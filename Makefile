@@ -11,7 +11,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 help:
 	@echo "make run        set up, then start web + worker + simulated Multitel (Ctrl-C stops all)"
 	@echo "make test       set up, then run the whole test suite"
-	@echo "make test-fast  the suite without the end-to-end tests"
+	@echo "make test-fast  the suite without the end-to-end and timing tests"
 	@echo "make check      lint, format check, type check, layering (import-linter), migrations check"
 	@echo "make lint / typecheck / imports-check / migrations-check   one of those checks"
 	@echo "make format     format the code"
@@ -43,7 +43,7 @@ test: $(DEV_STAMP)
 	$(BIN)/pytest
 
 test-fast: $(DEV_STAMP)
-	$(BIN)/pytest -m "not e2e"
+	$(BIN)/pytest -m "not e2e and not timing"
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -23,9 +23,8 @@ from datetime import datetime
 import requests
 from django.conf import settings
 from django.utils import timezone
-from requests.adapters import HTTPAdapter
 
-from restores.clients.http import user_agent
+from restores.clients import http
 from restores.clients.multitel_envelope import (
     Envelope,
     UpstreamBadResponse,
@@ -40,6 +39,8 @@ from restores.clients.multitel_envelope import (
 
 # Below this many seconds left before the caller's deadline, no attempt is started.
 DEADLINE_MARGIN = 0.05
+# An envelope is a few hundred bytes; an answer longer than this (decoded) is not one.
+MAX_BODY_BYTES = 64 * 1024
 
 
 # --- What the caller gets -------------------------------------------------------
@@ -161,41 +162,52 @@ class MultitelClient:
         return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not crypto)
 
     def _attempt(self, number: str, *, username: str, password: str, deadline: float | None) -> Envelope:
-        read_timeout = self.timeout
+        timeout = self.timeout
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= DEADLINE_MARGIN:
                 raise UpstreamDeadlineExceeded(
                     "no answer from upstream before the synchronous deadline", status_code=504
                 )
-            read_timeout = min(read_timeout, remaining)
-        connect_timeout = min(self.connect_timeout, read_timeout)
+            timeout = min(timeout, remaining)
+        connect_timeout = min(self.connect_timeout, timeout)
         try:
-            response = self.session.get(
+            answer = http.send(
+                self.session,
+                "GET",
                 f"{self.base_url}/v3/restore/{number}",
+                timeout=timeout,
+                connect_timeout=connect_timeout,
+                max_body=MAX_BODY_BYTES,
                 auth=(username, password),
                 headers={"Accept": "application/json"},
-                timeout=(connect_timeout, read_timeout),
-                allow_redirects=False,
             )
-        except requests.Timeout as exc:
-            if deadline is not None and deadline - time.monotonic() <= DEADLINE_MARGIN:
-                raise UpstreamDeadlineExceeded(
-                    "no answer from upstream before the synchronous deadline", status_code=504
-                ) from exc
-            waited = connect_timeout if isinstance(exc, requests.ConnectTimeout) else read_timeout
-            raise UpstreamTimeout(
-                f"upstream timed out after {seconds_text(waited)} seconds", status_code=504
+        except http.TransportError as exc:
+            raise _upstream_error(
+                exc, deadline=deadline, timeout=timeout, connect_timeout=connect_timeout
             ) from exc
-        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-            if _is_truncated(exc):
-                raise UpstreamBadResponse("truncated response from upstream", status_code=502) from exc
-            raise UpstreamConnectionError("could not connect to upstream", status_code=502) from exc
-        except requests.RequestException as exc:
-            raise UpstreamConnectionError(
-                f"request to upstream failed ({type(exc).__name__})", status_code=502
-            ) from exc
-        return parse_response(response, secrets=_credential_forms(username, password))
+        return parse_response(answer, secrets=_credential_forms(username, password))
+
+
+def _upstream_error(
+    exc: http.TransportError, *, deadline: float | None, timeout: float, connect_timeout: float
+) -> UpstreamError:
+    """What a failed request means for the number: the kind decides the retry, the reason is
+    what the tenant reads, and curl's words go to the attempt's record."""
+    if exc.kind in ("timeout", "connect_timeout"):
+        if deadline is not None and deadline - time.monotonic() <= DEADLINE_MARGIN:
+            return UpstreamDeadlineExceeded(
+                "no answer from upstream before the synchronous deadline", status_code=504, detail=exc.message
+            )
+        waited = connect_timeout if exc.kind == "connect_timeout" else timeout
+        return UpstreamTimeout(
+            f"upstream timed out after {seconds_text(waited)} seconds", status_code=504, detail=exc.message
+        )
+    if exc.kind == "too_large":
+        return UpstreamBadResponse("response too large", status_code=502, detail=exc.message)
+    if exc.kind == "truncated":
+        return UpstreamBadResponse("truncated response from upstream", status_code=502, detail=exc.message)
+    return UpstreamConnectionError("could not connect to upstream", status_code=502, detail=exc.message)
 
 
 def _attempt_record(
@@ -216,7 +228,7 @@ def _attempt_record(
         assert error is not None
         http_status, code, body_excerpt = error.http_status, error.envelope_code, error.body_excerpt
         outcome = "retryable" if error.retryable else "failed"
-        text = f"{error.reason}: {error.msg}" if error.msg else error.reason
+        text = error.detail or (f"{error.reason}: {error.msg}" if error.msg else error.reason)
     return AttemptRecord(
         attempt_number=attempt_number,
         started_at=started_at,
@@ -239,12 +251,6 @@ def _credential_forms(username: str, password: str) -> list[str]:
     return sorted({f for f in forms if f}, key=len, reverse=True)
 
 
-def _is_truncated(exc: BaseException) -> bool:
-    """A body cut short after headers came (a reset mid-body or a short Content-Length)."""
-    text = repr(exc)
-    return isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text
-
-
 _session_lock = threading.Lock()
 _session: requests.Session | None = None
 _session_pid: int | None = None
@@ -255,10 +261,5 @@ def shared_session() -> requests.Session:
     global _session, _session_pid
     with _session_lock:
         if _session is None or _session_pid != os.getpid():
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            session.headers["User-Agent"] = user_agent()
-            _session, _session_pid = session, os.getpid()
+            _session, _session_pid = http.new_session(pool_maxsize=64), os.getpid()
         return _session

@@ -16,10 +16,9 @@ from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
-import requests
 from django.utils import timezone
 
-from restores.clients.http import excerpt, redact, text_for_db
+from restores.clients.http import Answer, excerpt, redact, text_for_db
 
 BODY_EXCERPT_BYTES = 2048
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
@@ -44,8 +43,10 @@ class UpstreamError(Exception):
         retry_after: float | None = None,
         envelope_code: str = "",
         msg: str = "",
+        detail: str = "",
     ) -> None:
         super().__init__(reason)
+        self.detail = detail  # what happened on the wire, in curl's words, for the attempt record
         self.reason = reason
         self.status_code = status_code
         self.http_status = http_status
@@ -140,7 +141,7 @@ def http_reason(status: int) -> str:
         return f"HTTP {status}"
 
 
-def parse_response(response: requests.Response, *, secrets: Sequence[str] = ()) -> Envelope:
+def parse_response(response: Answer, *, secrets: Sequence[str] = ()) -> Envelope:
     """Turn one HTTP answer into an ``Envelope`` or raise an ``UpstreamError``.
 
     ``secrets`` (the caller's credentials) are redacted from every text kept.

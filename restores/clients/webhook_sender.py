@@ -24,20 +24,17 @@ from datetime import datetime
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from django.conf import settings
 from django.utils import timezone
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
-from restores.clients.http import describe_failure, excerpt, host_port, user_agent
+from restores.clients import http
+from restores.clients.http import excerpt, host_port
 from restores.validation import IPAddress, address_is_public, literal_ip
 
 RESPONSE_EXCERPT_BYTES = 512
 # A body larger than this is spooled to a temporary file rather than kept in memory.
 BODY_IN_MEMORY_MAX = 1024 * 1024
-# Environment proxies would resolve the host themselves: never used for a checked address.
-NO_PROXIES = {"http": None, "https": None, "all": None}
 
 
 @dataclass(frozen=True)
@@ -131,12 +128,12 @@ def resolve_public_address(host: str, port: int) -> IPAddress:
     return addresses[0]
 
 
-class PinnedAddressAdapter(HTTPAdapter):
+class PinnedAddressAdapter(http.DeadlineAdapter):
     """For a URL rewritten to a checked IP: TLS still sends and verifies the original host name."""
 
     def __init__(self, server_hostname: str) -> None:
         self.server_hostname = server_hostname  # set before HTTPAdapter builds its pool manager
-        super().__init__(max_retries=0)
+        super().__init__()
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
@@ -153,25 +150,17 @@ def _pinned_url(url: str, address: IPAddress) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def deliver(
-    *,
-    url: str,
-    body: Body,
-    webhook_id: str,
-    secret: str,
-    timeout: float,
-    session: requests.Session | None = None,
-) -> DeliveryResult:
+def deliver(*, url: str, body: Body, webhook_id: str, secret: str, timeout: float) -> DeliveryResult:
     """POST one signed webhook; returns what happened, never raises for network faults.
 
-    ``session`` is used when the request can go to ``url`` as it is: when private
-    targets are allowed, or when the URL's host is a (public) IP literal. A file
-    ``body`` (see ``spool``) is streamed, with its length in ``Content-Length``.
+    The whole exchange (connecting, sending the body, the answer's headers and the
+    first ``RESPONSE_EXCERPT_BYTES`` of its body) ends within ``timeout`` seconds,
+    however slowly the receiver reads or answers. A file ``body`` (see ``spool``) is
+    streamed, with its length in ``Content-Length``.
     """
     timestamp = int(time.time())
     headers = {
         "Content-Type": "application/json",
-        "User-Agent": user_agent(),
         "webhook-id": webhook_id,
         "webhook-timestamp": str(timestamp),
         "webhook-signature": sign(secret=secret, webhook_id=webhook_id, timestamp=timestamp, body=body),
@@ -179,29 +168,27 @@ def deliver(
     started_at = timezone.now()
     t0 = time.monotonic()
 
-    def failed(error: str) -> DeliveryResult:
+    def result(*, http_status: int | None, error: str, response_excerpt: str = "") -> DeliveryResult:
         return DeliveryResult(
-            delivered=False,
+            delivered=not error,
             started_at=started_at,
             duration_ms=int((time.monotonic() - t0) * 1000),
-            http_status=None,
+            http_status=http_status,
             error=error,
-            response_excerpt="",
+            response_excerpt=response_excerpt,
         )
 
     target = url
-    http: Any = session or requests
-    options: dict[str, Any] = {}
-    own_session: requests.Session | None = None
+    adapter: HTTPAdapter | None = None
     if not settings.WEBHOOK_ALLOW_PRIVATE_TARGETS:
         host, port = host_port(url)
         try:
             address = resolve_public_address(host, port)
         except (socket.gaierror, UnicodeError):
-            return failed(f"Could not resolve host: {host}")
+            return result(http_status=None, error=f"Could not resolve host: {host}")
         except BlockedAddressError as exc:
-            return failed(f"Failed to connect to {host} port {port}: {exc.address} is not a public address")
-        options["proxies"] = NO_PROXIES
+            error = f"Failed to connect to {host} port {port}: {exc.address} is not a public address"
+            return result(http_status=None, error=error)
         if literal_ip(host) is None:
             target = _pinned_url(url, address)
             server_hostname = host.encode("idna").decode("ascii")
@@ -209,40 +196,25 @@ def deliver(
             headers["Host"] = (
                 server_hostname if explicit_port is None else f"{server_hostname}:{explicit_port}"
             )
-            http = own_session = requests.Session()
-            own_session.mount("https://", PinnedAddressAdapter(server_hostname))
-            own_session.mount("http://", HTTPAdapter(max_retries=0))
-    try:
+            adapter = PinnedAddressAdapter(server_hostname)
+    with http.new_session(adapter=adapter) as session:
         try:
-            # Streamed, so that no more than the excerpt of a huge answer is ever read.
-            response = http.post(
+            answer = http.send(
+                session,
+                "POST",
                 target,
+                timeout=timeout,
+                max_body=RESPONSE_EXCERPT_BYTES,
+                truncate=True,  # only the excerpt is kept: a long answer is cut, not refused
+                words_url=url,
                 data=body,
                 headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-                stream=True,
-                **options,
             )
-        except requests.RequestException as exc:
-            return failed(describe_failure(exc, url=url, timeout=timeout))
-        try:
-            content = response.raw.read(RESPONSE_EXCERPT_BYTES, decode_content=True) or b""
-        except (requests.RequestException, Urllib3HTTPError, OSError):
-            content = b""
-        finally:
-            response.close()
-    finally:
-        if own_session is not None:
-            own_session.close()
-    duration_ms = int((time.monotonic() - t0) * 1000)
-    body_excerpt = excerpt(content, limit=RESPONSE_EXCERPT_BYTES)
-    delivered = 200 <= response.status_code < 300
-    return DeliveryResult(
-        delivered=delivered,
-        started_at=started_at,
-        duration_ms=duration_ms,
-        http_status=response.status_code,
-        error="" if delivered else f"The requested URL returned error: {response.status_code}",
-        response_excerpt=body_excerpt,
+        except http.TransportError as exc:
+            return result(http_status=None, error=exc.message)
+    delivered = 200 <= answer.status_code < 300
+    return result(
+        http_status=answer.status_code,
+        error="" if delivered else f"The requested URL returned error: {answer.status_code}",
+        response_excerpt=excerpt(answer.content, limit=RESPONSE_EXCERPT_BYTES),
     )
