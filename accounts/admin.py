@@ -100,7 +100,7 @@ class TenantAdmin(admin.ModelAdmin):
             fields = ["name", "is_active", "multitel_username", "multitel_password", "max_concurrency"]
             return [
                 (None, {"fields": fields}),
-                ("First API credential", {"fields": ["api_username"]}),
+                ("First API credential", {"fields": ["api_username", "api_secret"]}),
             ]
         # Read-only views (auditors) show only whether a password is set, never the field.
         password = (
@@ -132,6 +132,7 @@ class TenantAdmin(admin.ModelAdmin):
             multitel_password=data["multitel_password"],
             max_concurrency=data["max_concurrency"],
             api_username=data["api_username"],
+            api_secret=data.get("api_secret") or None,
         )
         tenant = created.tenant
         obj.pk = tenant.pk

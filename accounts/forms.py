@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 
 from accounts.models import ApiCredential, Tenant
+from accounts.services import API_SECRET_MIN_LENGTH, api_secret_validate
 
 PASSWORD_KEEP_HELP = "Write-only. Leave blank to keep the current password; it is never shown."  # noqa: S105 (help text)
 
@@ -22,14 +23,23 @@ def _password_field(*, required: bool, help_text: str) -> forms.CharField:
 
 
 class TenantAddForm(forms.ModelForm):
-    """A tenant and its first API credential in one form; the API secret is generated."""
+    """A tenant and its first API credential in one form; the API secret is generated unless typed."""
 
     multitel_password = _password_field(required=True, help_text="Stored encrypted; never shown again.")
     api_username = forms.CharField(
         label="API username",
         max_length=150,
-        help_text="The HTTP Basic username of the tenant's first API credential. Its secret is "
-        "generated and shown once, after saving, with the webhook signing secret.",
+        help_text="The HTTP Basic username of the tenant's first API credential.",
+    )
+    api_secret = forms.CharField(
+        label="API secret",
+        required=False,
+        strip=False,
+        validators=[api_secret_validate],
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to have one generated (recommended). One of your own must be at "
+        f"least {API_SECRET_MIN_LENGTH} characters. Either way it is shown once, after saving, "
+        "with the webhook signing secret, and only its hash is kept.",
     )
 
     class Meta:

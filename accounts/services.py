@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -30,6 +31,21 @@ def api_secret_generate() -> str:
     return secrets.token_urlsafe(24)
 
 
+# An API secret someone chooses (create_tenant --api-password, the admin's add form) is
+# at least this long; generated ones have 32 characters (192 random bits).
+API_SECRET_MIN_LENGTH = 24
+API_SECRET_TOO_SHORT = (
+    f"The API secret must be at least {API_SECRET_MIN_LENGTH} characters; "
+    "leave it empty to have one generated."
+)
+
+
+def api_secret_validate(secret: str) -> None:
+    """Refuse a chosen API secret shorter than ``API_SECRET_MIN_LENGTH`` (a ``ValidationError``)."""
+    if len(secret) < API_SECRET_MIN_LENGTH:
+        raise ValidationError(API_SECRET_TOO_SHORT, code="api_secret_too_short")
+
+
 @dataclass(frozen=True)
 class IssuedCredential:
     credential: ApiCredential
@@ -39,9 +55,16 @@ class IssuedCredential:
 def api_credential_create(
     *, tenant: Tenant, username: str | None = None, secret: str | None = None
 ) -> IssuedCredential:
-    """Issue a new API credential; the clear secret is returned once and never stored."""
+    """Issue a new API credential; the clear secret is returned once and never stored.
+
+    Without ``secret`` (or with an empty one) a secret is generated; a given one must pass
+    ``api_secret_validate``.
+    """
     username = username or f"{tenant.name.lower().replace(' ', '-')}-{secrets.token_hex(4)}"
-    secret = secret or api_secret_generate()
+    if secret:
+        api_secret_validate(secret)
+    else:
+        secret = api_secret_generate()
     salt = new_salt()
     credential = ApiCredential.objects.create(
         tenant=tenant,
@@ -77,11 +100,16 @@ def tenant_create(
     *,
     name: str,
     api_username: str,
-    api_password: str,
+    api_password: str | None,
     multitel_username: str,
     multitel_password: str,
     max_concurrency: int = 10,
 ) -> CreatedTenant:
+    """A tenant, its webhook signing secret and its first API credential.
+
+    ``api_password`` is the credential's secret (``api_secret_validate``), or None (or empty)
+    to have one generated; either way it is in the result, to be shown once.
+    """
     tenant = Tenant.objects.create(
         name=name,
         multitel_username=multitel_username,
@@ -106,17 +134,19 @@ def tenant_onboard(
     multitel_username: str,
     multitel_password: str,
     api_username: str,
+    api_secret: str | None = None,
     is_active: bool = True,
     max_concurrency: int = 10,
 ) -> CreatedTenant:
-    """Create a tenant and its first API credential with a generated secret (admin's add form).
+    """Create a tenant and its first API credential (admin's add form).
 
-    The API secret and the webhook signing secret are in the result, to be shown once.
+    The API secret is the one the operator typed (``api_secret_validate``), or generated
+    when none was. It and the webhook signing secret are in the result, to be shown once.
     """
     created = tenant_create(
         name=name,
         api_username=api_username,
-        api_password=api_secret_generate(),
+        api_password=api_secret or None,
         multitel_username=multitel_username,
         multitel_password=multitel_password,
         max_concurrency=max_concurrency,

@@ -1,4 +1,4 @@
-"""Rate limits shared by every process through the cache (fixed windows).
+"""Rate limits shared by every process through the cache (fixed windows), and the client's address.
 
 DRF's own throttles keep a list of timestamps per client, read and rewritten
 on every request; a fixed-window counter (``cache.add`` + ``cache.incr``,
@@ -7,8 +7,12 @@ atomic on Redis) costs one small key per client and window instead.
 
 from __future__ import annotations
 
+import ipaddress
+import logging
+import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +22,8 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 
 from accounts.models import Tenant
+
+logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -46,17 +52,17 @@ class WindowState:
     retry_after: float
 
 
-def window_hit(*, name: str, rate: Rate, now: float | None = None) -> WindowState:
-    """Count one event for ``name`` in the current window."""
+def window_hit(*, name: str, rate: Rate, now: float | None = None, amount: int = 1) -> WindowState:
+    """Count ``amount`` events (one by default) for ``name`` in the current window."""
     now = time.time() if now is None else now
     window = int(now // rate.period)
     key = f"rl:{name}:{window}"
     cache.add(key, 0, timeout=rate.period + 1)
     try:
-        count = cache.incr(key)
+        count = cache.incr(key, amount)
     except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=rate.period + 1)
-        count = 1
+        cache.set(key, amount, timeout=rate.period + 1)
+        count = amount
     return WindowState(count=count, retry_after=(window + 1) * rate.period - now)
 
 
@@ -89,5 +95,82 @@ class TenantRateThrottle(BaseThrottle):
         return self.retry_after
 
 
+# --- The client's address ------------------------------------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# An X-Forwarded-For entry may carry a port: 203.0.113.7:4711, [2001:db8::7]:4711.
+_IPV4_WITH_PORT = re.compile(r"(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}")
+_BRACKETED_IPV6 = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::\d{1,5})?")
+
+
+def ip_parse(value: object) -> IPAddress | None:
+    """The address in ``value`` (an IPv4-mapped IPv6 address as IPv4; a port dropped), else None."""
+    text = str(value or "").strip()
+    match = _IPV4_WITH_PORT.fullmatch(text) or _BRACKETED_IPV6.fullmatch(text)
+    if match:
+        text = match.group(1)
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+@lru_cache(maxsize=8)
+def _trusted_networks(entries: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    networks = []
+    for entry in filter(None, (e.strip() for e in entries)):
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            logger.warning("TRUSTED_PROXIES: %r is not an address or network; ignored", entry)
+    return tuple(networks)
+
+
+def trusted_proxies_invalid(entries: list[str] | tuple[str, ...]) -> list[str]:
+    """The entries of ``TRUSTED_PROXIES`` that are neither an address nor a network."""
+    invalid = []
+    for entry in filter(None, (e.strip() for e in entries)):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            invalid.append(entry)
+    return invalid
+
+
+def _is_trusted(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address.version == net.version and address in net for net in networks)
+
+
 def client_address(request: Any) -> str:
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    """The address of the client that sent ``request``: the one rule for every client address.
+
+    ``REMOTE_ADDR``, unless it is one of ``TRUSTED_PROXIES``: then ``X-Forwarded-For`` is read
+    from the right (each proxy appends the address it got the request from), trusted proxies
+    are skipped, and the first other address is the client. Entries left of it were written
+    by the client, or by proxies nobody vouches for, and are never believed. A missing or
+    garbled header gives ``REMOTE_ADDR``; a header of trusted proxies only, its left-most
+    one. With ``TRUSTED_PROXIES`` empty, ``X-Forwarded-For`` is ignored entirely.
+    """
+    remote = request.META.get("REMOTE_ADDR")
+    remote_ip = ip_parse(remote)
+    if remote_ip is None:
+        return str(remote or "unknown")
+    networks = _trusted_networks(tuple(settings.TRUSTED_PROXIES))
+    if not networks or not _is_trusted(remote_ip, networks):
+        return str(remote_ip)
+    header = str(request.META.get("HTTP_X_FORWARDED_FOR") or "").strip()
+    if not header:
+        return str(remote_ip)
+    farthest = remote_ip
+    for entry in reversed(header.split(",")):
+        hop = ip_parse(entry)
+        if hop is None:  # garbled: nothing left of here can be placed
+            return str(remote_ip)
+        if not _is_trusted(hop, networks):
+            return str(hop)
+        farthest = hop
+    return str(farthest)  # only trusted proxies: the farthest one

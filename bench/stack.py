@@ -244,7 +244,7 @@ class Stack(ServedStack):
         tenant = Tenant(
             name=name,
             api_username=f"{name}-api",
-            api_password=f"{name}-secret",
+            api_password=f"{name}-api-secret-of-the-bench",  # 24+ characters: create_tenant refuses shorter
             multitel_username=f"mt-{name}",
             multitel_password=f"mt-{name}-pw",
             max_concurrency=max_concurrency,

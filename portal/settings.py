@@ -210,10 +210,17 @@ CACHES: dict[str, Any] = {
 }
 
 # --- Rate limits ----------------------------------------------------------------
-# Requests per tenant (all its credentials together), and failed logins per
-# client address, as "N/s", "N/min", "N/h" or "N/day"; "off" disables one.
+# Requests per tenant (all its credentials together), failed logins per client
+# address, and failed logins per username (from every address together; they
+# never refuse a right secret), as "N/s", "N/min", "N/h" or "N/day"; "off"
+# disables one.
 API_THROTTLE_RATE: str = env.str("API_THROTTLE_RATE", default="600/min")
 AUTH_FAILURE_RATE: str = env.str("AUTH_FAILURE_RATE", default="20/min")
+AUTH_FAILURE_USERNAME_RATE: str = env.str("AUTH_FAILURE_USERNAME_RATE", default="40/min")
+# Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the
+# client's address is the right-most entry that is not one of them. Empty: the
+# header is ignored and the client is REMOTE_ADDR (accounts.throttling.client_address).
+TRUSTED_PROXIES: list[str] = env.list("TRUSTED_PROXIES", default=[])
 # Who may read /metrics: these networks, or a request with "Authorization: Bearer <METRICS_TOKEN>".
 METRICS_ALLOWED_IPS: list[str] = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1/32", "::1/128"])
 METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")

@@ -21,6 +21,7 @@ def _rate_limits_off(settings: Any) -> None:
     """Rate limits are off unless a test turns them on; each test has its own counters."""
     settings.API_THROTTLE_RATE = "off"
     settings.AUTH_FAILURE_RATE = "off"
+    settings.AUTH_FAILURE_USERNAME_RATE = "off"
     # A key namespace of each test's own: counters never carry over between tests or runs.
     cache = dict(settings.CACHES["default"])
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"

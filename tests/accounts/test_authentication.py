@@ -231,14 +231,14 @@ def test_it_encrypts_each_value_with_fresh_randomness(db):
     a = tenant_create(
         name="a",
         api_username="a-api",
-        api_password="a-secret",
+        api_password=None,
         multitel_username="u",
         multitel_password="same",
     ).tenant
     b = tenant_create(
         name="b",
         api_username="b-api",
-        api_password="b-secret",
+        api_password=None,
         multitel_username="u",
         multitel_password="same",
     ).tenant
@@ -270,7 +270,7 @@ def test_it_reads_secrets_after_an_encryption_key_rotation(db, fresh_keys):
     tenant = tenant_create(
         name="rot",
         api_username="rot-api",
-        api_password="rot-secret",
+        api_password=None,
         multitel_username="u",
         multitel_password="pw",
     ).tenant

@@ -19,7 +19,7 @@ ARGS = [
     "--api-username",
     "acme-api",
     "--api-password",
-    "acme-api-secret-1234",
+    "acme-api-secret-1234-5678",
     "--upstream-username",
     "acme-mt",
     "--upstream-password",
@@ -62,13 +62,13 @@ def test_it_creates_a_tenant_with_its_credentials_and_prints_the_webhook_secret(
 def test_it_never_prints_or_stores_the_given_passwords_in_clear(db):
     output = run(*ARGS)
 
-    assert "acme-api-secret-1234" not in output
+    assert "acme-api-secret-1234-5678" not in output
     assert "acme-mt-password-5678" not in output
     tenant = Tenant.objects.get(name="Acme Telecom")
     assert not any("acme-mt-password-5678" in str(v) for v in raw_tenant_row(tenant.pk))
     assert not any(tenant.webhook_secret.removeprefix("whsec_") in str(v) for v in raw_tenant_row(tenant.pk))
     credential = ApiCredential.objects.get(tenant=tenant)
-    assert "acme-api-secret-1234" not in (
+    assert "acme-api-secret-1234-5678" not in (
         credential.secret_hash,
         credential.secret_salt,
         credential.secret_hint,
@@ -79,7 +79,7 @@ def test_it_creates_a_credential_that_authenticates_against_the_api(db):
     run(*ARGS)
     client = APIClient()
     client.credentials(
-        HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"acme-api:acme-api-secret-1234").decode()
+        HTTP_AUTHORIZATION="Basic " + base64.b64encode(b"acme-api:acme-api-secret-1234-5678").decode()
     )
 
     response = client.get("/v3/bulk_restore_status", {"job_uuid": str(uuid.uuid4())})
@@ -98,17 +98,7 @@ def test_it_takes_max_concurrency(db):
 def test_it_gives_every_tenant_its_own_webhook_secret(db):
     first = WHSEC_RE.findall(run(*ARGS))
     second = WHSEC_RE.findall(
-        run(
-            "Other",
-            "--api-username",
-            "other-api",
-            "--api-password",
-            "p",
-            "--upstream-username",
-            "mu",
-            "--upstream-password",
-            "mp",
-        )
+        run("Other", "--api-username", "other-api", "--upstream-username", "mu", "--upstream-password", "mp")
     )
 
     assert len(first) == len(second) == 1
@@ -135,10 +125,8 @@ def test_it_refuses_a_duplicate_api_username(db):
     assert ApiCredential.objects.count() == 1
 
 
-@pytest.mark.parametrize(
-    "missing", ["--api-username", "--api-password", "--upstream-username", "--upstream-password"]
-)
-def test_it_requires_every_credential_option(db, missing):
+@pytest.mark.parametrize("missing", ["--api-username", "--upstream-username", "--upstream-password"])
+def test_it_requires_every_credential_option_but_the_api_password(db, missing):
     index = ARGS.index(missing)
     args = ARGS[:index] + ARGS[index + 2 :]
 
@@ -163,3 +151,50 @@ def test_it_refuses_a_bad_max_concurrency(db, value):
         run(*ARGS, "--max-concurrency", value)
 
     assert Tenant.objects.count() == 0
+
+
+# --- The API secret: chosen (24 characters or more) or generated ----------------------------
+
+
+def args_with_api_password(password: str | None) -> list[str]:
+    index = ARGS.index("--api-password")
+    without = ARGS[:index] + ARGS[index + 2 :]
+    return without if password is None else [*without, "--api-password", password]
+
+
+def authenticates(username: str, secret: str) -> bool:
+    client = APIClient()
+    token = base64.b64encode(f"{username}:{secret}".encode()).decode()
+    client.credentials(HTTP_AUTHORIZATION=f"Basic {token}")
+    status = client.get("/v3/bulk_restore_status", {"job_uuid": str(uuid.uuid4())}).status_code
+    assert status in (401, 404)
+    return status == 404
+
+
+def test_it_refuses_an_api_password_shorter_than_24_characters_and_stores_nothing(db):
+    with pytest.raises(CommandError, match="must be at least 24 characters; leave it empty to have one"):
+        run(*args_with_api_password("x" * 23))
+
+    assert Tenant.objects.count() == 0
+    assert ApiCredential.objects.count() == 0
+
+
+def test_it_takes_an_api_password_of_24_characters(db):
+    output = run(*args_with_api_password("y" * 24))
+
+    assert "y" * 24 not in output
+    assert "API secret" not in output  # the operator's own is never printed
+    assert authenticates("acme-api", "y" * 24)
+
+
+@pytest.mark.parametrize("password", [None, ""])
+def test_it_generates_the_api_secret_when_none_is_given_and_prints_it_once(db, password):
+    output = run(*args_with_api_password(password))
+
+    printed = re.findall(r"^API secret \(shown once\): (\S+)$", output, re.MULTILINE)
+    assert len(printed) == 1
+    secret = printed[0]
+    assert len(secret) >= 32
+    assert authenticates("acme-api", secret)
+    credential = ApiCredential.objects.get(username="acme-api")
+    assert secret not in (credential.secret_hash, credential.secret_salt)

@@ -75,6 +75,33 @@ def test_it_refuses_a_taken_api_username(operator_client: Client, owner: Party) 
     assert not Tenant.objects.filter(name="acme").exists()
 
 
+def test_it_refuses_a_typed_api_secret_shorter_than_24_characters(operator_client: Client) -> None:
+    response = operator_client.post(
+        reverse("admin:accounts_tenant_add"), {**NEW_TENANT, "api_secret": "s" * 23}
+    )
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "must be at least 24 characters; leave it empty to have one generated" in page
+    assert "s" * 23 not in page  # a password field is never filled in again
+    assert not Tenant.objects.filter(name="acme").exists()
+    assert not ApiCredential.objects.filter(username="acme-api").exists()
+
+
+def test_it_takes_a_typed_api_secret_of_24_characters_and_shows_it_once(operator_client: Client) -> None:
+    chosen = "an-operator-chosen-secret"  # 25 characters
+    response = operator_client.post(
+        reverse("admin:accounts_tenant_add"), {**NEW_TENANT, "api_secret": chosen}
+    )
+
+    tenant = Tenant.objects.get(name="acme")
+    credential = ApiCredential.objects.get(tenant=tenant)
+    assert response.status_code == 302
+    assert hash_secret(secret=chosen, salt=credential.secret_salt) == credential.secret_hash
+    page = operator_client.get(response["Location"]).content.decode()
+    assert _secret(page, "api-secret") == chosen
+
+
 def test_it_never_shows_the_multitel_password_and_keeps_it_when_left_blank(
     operator_client: Client, owner: Party
 ) -> None:

@@ -53,12 +53,12 @@ def client_with(authorization: str | None) -> APIClient:
     [
         None,
         basic("owner-api", "wrong-secret"),
-        basic("nobody", "owner-secret-value"),
+        basic("nobody", "owner-secret-value-for-tests"),
         basic("owner-api", ""),
         "Basic",
         "Basic !!!not-base64!!!",
         "Basic " + base64.b64encode(b"no-colon").decode(),
-        "Bearer owner-secret-value",
+        "Bearer owner-secret-value-for-tests",
     ],
 )
 def test_it_answers_401_with_the_error_shape_and_www_authenticate(owner, authorization):
@@ -68,7 +68,7 @@ def test_it_answers_401_with_the_error_shape_and_www_authenticate(owner, authori
     for response in (post(client), client.get("/v3/bulk_restore_status", {"job_uuid": str(uuid.uuid4())})):
         assert_error(response, 401, "authentication_failed")
         assert response["WWW-Authenticate"].startswith("Basic")
-        assert "owner-secret-value" not in response.content.decode()
+        assert "owner-secret-value-for-tests" not in response.content.decode()
     assert stored() == before
 
 

@@ -33,12 +33,17 @@ def api_client(username: str, secret: str) -> APIClient:
     return client
 
 
+def party_secret(name: str) -> str:
+    """The API secret ``make_party`` gives tenant ``name`` (24 characters or more, as required)."""
+    return f"{name}-secret-value-for-tests"
+
+
 def make_party(name: str, *, max_concurrency: int = 10) -> Party:
     """A tenant ``name`` with the API credential ``<name>-api`` and Multitel user ``mt-<name>``."""
     created = tenant_create(
         name=name,
         api_username=f"{name}-api",
-        api_password=f"{name}-secret-value",
+        api_password=party_secret(name),
         multitel_username=f"mt-{name}",
         multitel_password=f"mt-{name}-password",
         max_concurrency=max_concurrency,
@@ -46,8 +51,8 @@ def make_party(name: str, *, max_concurrency: int = 10) -> Party:
     return Party(
         tenant=created.tenant,
         username=f"{name}-api",
-        secret=f"{name}-secret-value",
-        client=api_client(f"{name}-api", f"{name}-secret-value"),
+        secret=party_secret(name),
+        client=api_client(f"{name}-api", party_secret(name)),
     )
 
 

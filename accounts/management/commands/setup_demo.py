@@ -13,7 +13,7 @@ from accounts.services import tenant_create
 
 DEMO_TENANT = "demo"
 DEMO_API_USERNAME = "demo"
-DEMO_API_PASSWORD = "demo-api-secret"  # noqa: S105 - a local demo, refused off SQLite
+DEMO_API_PASSWORD = "demo-api-secret-local-only"  # noqa: S105 - a local demo, refused off SQLite
 DEMO_MULTITEL_USERNAME = "demo-multitel"
 DEMO_MULTITEL_PASSWORD = "demo-multitel-password"  # noqa: S105
 ADMIN_USERNAME = "admin"
