@@ -251,6 +251,18 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# Webhook deliveries have a queue and qcluster processes of their own, so that a tenant's
+# slow receivers never hold the workers that restore numbers: `Q_QUEUE=webhooks python
+# manage.py qcluster` serves it (a cluster of the same name, so it reads the same
+# signed tasks, under another queue name). Every other qcluster serves restores.
+WEBHOOK_QUEUE: str = f"{Q_CLUSTER['name']}-webhooks"
+Q_QUEUE: str = env.str("Q_QUEUE", default="restores")
+if Q_QUEUE not in ("restores", "webhooks"):
+    raise ImproperlyConfigured(f"Q_QUEUE must be 'restores' or 'webhooks', not {Q_QUEUE!r}")
+if Q_QUEUE == "webhooks":
+    Q_CLUSTER["cluster_name"] = WEBHOOK_QUEUE
+    Q_CLUSTER["workers"] = env.int("Q_WEBHOOK_WORKERS", default=4)
+
 # --- Logging: JSON lines (LOG_FORMAT=json) or plain text, with the job and tenant
 # each line concerns. Credentials are never logged; urllib3's debug logs are off.
 LOG_LEVEL: str = env.str("LOG_LEVEL", default="INFO")

@@ -286,8 +286,12 @@ class Stack(ServedStack):
         """Run Python in a Django shell of the stack; ``code`` prints one JSON value."""
         return json.loads(self.manage("shell", "-c", code).stdout.strip().splitlines()[-1])
 
-    def start_worker(self, name: str, workers: int = 2) -> None:
-        self.start(name, "manage.py", "qcluster", extra_env={"WORKER_NAME": name, "Q_WORKERS": str(workers)})
+    def start_worker(self, name: str, workers: int | None = 2, *, queue: str = "restores") -> None:
+        """A qcluster process serving ``queue`` ("restores" or "webhooks"), of ``workers``
+        workers (None: the settings' default for that queue)."""
+        count_setting = "Q_WORKERS" if queue == "restores" else "Q_WEBHOOK_WORKERS"
+        count = {} if workers is None else {count_setting: str(workers)}
+        self.start(name, "manage.py", "qcluster", extra_env={"WORKER_NAME": name, "Q_QUEUE": queue, **count})
         wait_until(
             lambda: self.running(name) and "running" in self.log(name).lower(),
             timeout=30,
@@ -302,7 +306,7 @@ class Stack(ServedStack):
             "--api-username",
             f"{name}-api",
             "--api-password",
-            f"{name}-secret",
+            f"{name}-api-secret-for-e2e-tests",  # 24+ characters, as create_tenant requires
             "--upstream-username",
             f"mt-{name}",
             "--upstream-password",
@@ -311,7 +315,7 @@ class Stack(ServedStack):
             str(max_concurrency),
         ).stdout
         secret = next(line.split(": ", 1)[1] for line in out.splitlines() if "signing secret" in line)
-        tenant = Tenant(name, f"{name}-api", f"{name}-secret", secret.strip())
+        tenant = Tenant(name, f"{name}-api", f"{name}-api-secret-for-e2e-tests", secret.strip())
         self.tenants[name] = tenant
         return tenant
 
@@ -345,10 +349,13 @@ def start_stack(
     web_workers: int = 2,
     web_threads: int = 8,
     q_workers: int = 2,
+    webhook_workers: int | None = 2,
     **env: str,
 ) -> Stack:
-    """Migrate, start the simulated Multitel, gunicorn and one qcluster process per name in
-    ``workers``, and wait until they answer. ``env`` overrides the stack's settings. On failure
+    """Migrate, start the simulated Multitel, gunicorn, one qcluster process per name in
+    ``workers`` and one for the webhook queue (unless ``webhook_workers`` is 0; None: its
+    default number of workers), and wait
+    until they answer. ``env`` overrides the stack's settings. On failure
     whatever was started is stopped again."""
     database_url, drop = _e2e_database(tmp)
     web_port, multitel_port = free_port(), free_port()
@@ -384,6 +391,8 @@ def start_stack(
         stack.start_web(web_port, workers=web_workers, threads=web_threads, timeout=60)
         for worker in workers:
             stack.start_worker(worker, workers=q_workers)
+        if webhook_workers != 0:
+            stack.start_worker("webhooks", workers=webhook_workers, queue="webhooks")
         wait_until(
             lambda: stack.running("multitel") and stack.fake_stats(),
             timeout=30,
