@@ -171,6 +171,11 @@ AUDITOR_PERMISSIONS = (
     "restores.view_upstreamattempt",
     "restores.view_webhookdelivery",
     "admin.view_logentry",
+    # Staff logins: lockouts, the login logs, and who has a TOTP device (never its key).
+    "axes.view_accessattempt",
+    "axes.view_accesslog",
+    "axes.view_accessfailurelog",
+    "otp_totp.view_totpdevice",
 )
 # Operators also manage tenants and credentials and run the job actions.
 OPERATOR_PERMISSIONS = (
@@ -179,6 +184,11 @@ OPERATOR_PERMISSIONS = (
     "accounts.change_tenant",
     "accounts.change_apicredential",
     "restores.operate_job",
+    # Lift lockouts; add staff users' TOTP devices and show their QR codes.
+    "axes.delete_accessattempt",
+    "otp_totp.add_totpdevice",
+    "otp_totp.change_totpdevice",
+    "otp_totp.delete_totpdevice",
 )
 STAFF_ROLES = {"operator": OPERATORS_GROUP, "auditor": AUDITORS_GROUP}
 ROLE_PERMISSIONS = {OPERATORS_GROUP: OPERATOR_PERMISSIONS, AUDITORS_GROUP: AUDITOR_PERMISSIONS}

@@ -51,6 +51,14 @@ def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[An
                 id="portal.W003",
             )
         )
+    if not settings.ADMIN_REQUIRE_2FA:
+        problems.append(
+            Warning(
+                "ADMIN_REQUIRE_2FA is off: a staff password alone logs in to the admin.",
+                hint="Give every staff user a TOTP device, then set ADMIN_REQUIRE_2FA=true.",
+                id="portal.W004",
+            )
+        )
     return problems
 
 

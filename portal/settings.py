@@ -8,10 +8,12 @@ checks in ``portal/checks.py`` refuse dangerous combinations.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -31,7 +33,8 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with the staff site (portal.admin_site.StaffAdminSite) as admin.site.
+    "portal.apps.StaffAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -41,6 +44,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "portal",
     "accounts",
     "restores",
@@ -52,8 +58,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused by axes into the lockout page (429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -104,6 +113,12 @@ else:
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Axes first: it refuses a locked-out login before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -125,6 +140,32 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=False)
 CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=False)
+
+# --- Staff logins (/admin/): password guessing and two-factor ---------------------
+# django-axes counts failed logins (Django's authenticate(), that is the admin's login form;
+# the API's Basic auth never calls it and has its own limiter, AUTH_FAILURE_RATE). Failures
+# are counted per username *and* client address together: someone guessing from elsewhere
+# cannot lock a staff member out from their own address, and one address guessing one
+# account is still stopped after AXES_FAILURE_LIMIT tries. (Per username alone would let
+# anyone lock out any account; per address alone would lock out everyone behind one NAT.)
+AXES_FAILURE_LIMIT: int = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+# The project's client-address rule, as the API's limiter uses it
+# (accounts.throttling.client_address; anything but an IP address stored as none).
+AXES_CLIENT_IP_CALLABLE = "portal.admin_site.axes_client_address"
+# Tries made while locked out do not extend the lockout: it ends AXES_COOLOFF_TIME after
+# the last counted failure, as the lockout page says.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True  # a successful login forgets that pair's earlier failures
+AXES_ENABLE_ACCESS_FAILURE_LOG = True  # every failure, kept after a lockout is lifted
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token"]  # masked in stored form data
+AXES_LOCKOUT_CALLABLE = "portal.admin_site.lockout_response"  # 429, Retry-After, a readable page
+AXES_VERBOSE = False  # no banner on every manage.py command; failures are still logged
+# Two-factor (django-otp, TOTP): when on, every staff user needs a code from their device to
+# log in to the admin. Off by default so that `make run` stays simple; `check --deploy` warns.
+ADMIN_REQUIRE_2FA: bool = env.bool("ADMIN_REQUIRE_2FA", default=False)
+OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Bulk restore portal")
 
 # --- REST framework -----------------------------------------------------------
 REST_FRAMEWORK = {

@@ -26,12 +26,20 @@ AUDITOR = {
     "restores.view_upstreamattempt",
     "restores.view_webhookdelivery",
     "admin.view_logentry",
+    "axes.view_accessattempt",
+    "axes.view_accesslog",
+    "axes.view_accessfailurelog",
+    "otp_totp.view_totpdevice",
 }
 OPERATOR = AUDITOR | {
     "accounts.add_tenant",
     "accounts.change_tenant",
     "accounts.change_apicredential",
     "restores.operate_job",
+    "axes.delete_accessattempt",
+    "otp_totp.add_totpdevice",
+    "otp_totp.change_totpdevice",
+    "otp_totp.delete_totpdevice",
 }
 MODELS = (
     "accounts/tenant",
@@ -51,6 +59,15 @@ def _perms(group: Group) -> set[str]:
 
 
 def test_it_creates_the_two_groups_with_their_permissions_in_a_data_migration() -> None:
+    assert _perms(Group.objects.get(name="Auditors")) == AUDITOR
+    assert _perms(Group.objects.get(name="Operators")) == OPERATOR
+
+
+def test_it_keeps_the_staff_login_permissions_when_a_staff_user_is_created(
+    operator: AbstractBaseUser,
+) -> None:
+    # create_staff_user puts the roles' permissions back (staff_roles_sync): those of the
+    # staff-login migration too.
     assert _perms(Group.objects.get(name="Auditors")) == AUDITOR
     assert _perms(Group.objects.get(name="Operators")) == OPERATOR
 
