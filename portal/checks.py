@@ -62,6 +62,9 @@ def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[An
     return problems
 
 
+LEASE_SECONDS_MIN = 4
+
+
 @register()
 def check_queue_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
     q = settings.Q_CLUSTER
@@ -84,10 +87,13 @@ def check_queue_settings(app_configs: Any = None, **kwargs: Any) -> list[Any]:
                 id="portal.E011",
             )
         )
-    if settings.RESTORE_LEASE_SECONDS <= settings.MULTITEL_TIMEOUT * settings.MULTITEL_MAX_ATTEMPTS:
+    # Live tasks renew their leases every quarter of RESTORE_LEASE_SECONDS, however long a
+    # call takes; below a few seconds a busy database could make a renewal come too late.
+    if settings.RESTORE_LEASE_SECONDS < LEASE_SECONDS_MIN:
         problems.append(
             Error(
-                "RESTORE_LEASE_SECONDS must outlast one number's upstream attempts.",
+                f"RESTORE_LEASE_SECONDS must be at least {LEASE_SECONDS_MIN}: leases are renewed "
+                "every quarter of it, and a renewal that comes late hands a live call to another worker.",
                 id="portal.E012",
             )
         )

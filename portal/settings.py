@@ -225,11 +225,13 @@ WEBHOOK_ALLOW_PRIVATE_TARGETS: bool = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", 
 # claiming batches before it hands over to a fresh task, and how many tasks a
 # new job is fanned out to (so it spreads over several qcluster processes).
 RESTORE_BATCH_SIZE: int = env.int("RESTORE_BATCH_SIZE", default=10)
-RESTORE_LEASE_SECONDS: int = env.int("RESTORE_LEASE_SECONDS", default=300)
+# A live task renews its leases every quarter of this; a lease outlives its holder by at
+# most this long, so numbers held by a worker that died are claimed again within it.
+RESTORE_LEASE_SECONDS: int = env.int("RESTORE_LEASE_SECONDS", default=20)
 RESTORE_TASK_SLICE_SECONDS: float = env.float("RESTORE_TASK_SLICE_SECONDS", default=10.0)
 RESTORE_JOB_FANOUT: int = env.int("RESTORE_JOB_FANOUT", default=4)
 # An active job nobody has touched for this long is enqueued again by the sweeper.
-RESTORE_STALE_SECONDS: float = env.float("RESTORE_STALE_SECONDS", default=120.0)
+RESTORE_STALE_SECONDS: float = env.float("RESTORE_STALE_SECONDS", default=30.0)
 
 # Recorded on each number a process claims (default: host and process id).
 WORKER_NAME: str = env.str("WORKER_NAME", default="")

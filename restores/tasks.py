@@ -15,3 +15,9 @@ def deliver_webhook(job_id: int) -> None:
 
 def sweep() -> str:
     return str(services.jobs_sweep())
+
+
+def recover() -> str:
+    """At a worker's start: wake every active job at once, rather than when it looks stale
+    (a cluster restarted after a crash has lost the tasks it held)."""
+    return str(services.jobs_sweep(stale_after=0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -121,17 +122,47 @@ def number_batch_claim(
 
         found = search(limit=limit, after=after)
         if after >= 0 and found.short and found.complete:
-            rest = search(limit=limit - len(found.results), after=-1)
-            found = _Found(
-                results=found.results + rest.results,
-                capped=rest.capped and not found.results,
-                complete=rest.complete,
-            )
+            found = _merged(found, search(limit=limit - len(found.results), after=-1))
+        if found.short and found.complete and _expired_leases_release(job_id=job_id, now=now):
+            # Numbers whose holder stopped renewing its lease (it died) are pending again.
+            found = _merged(found, search(limit=limit - len(found.results), after=-1))
         if not found.complete:
             # Another writer changed a candidate between the lock and the update (not
             # expected under the locks taken): read back what was really won.
             return Claim(token=token, results=list(NumberResult.objects.held_by(token).order_by("position")))
     return Claim(token=token, results=found.results, capped=found.capped)
+
+
+def _merged(found: _Found, rest: _Found) -> _Found:
+    return _Found(
+        results=found.results + rest.results,
+        capped=rest.capped and not found.results,
+        short=rest.short,
+        complete=rest.complete,
+    )
+
+
+def _expired_leases_release(*, job_id: int, now: datetime) -> int:
+    """Put the job's numbers whose lease ran out back to pending (their holder died or hung:
+    a live one renews its leases); returns how many. Its late results are refused."""
+    return NumberResult.objects.of_job(job_id).lease_expired(now).release(status=NumberResult.Status.PENDING)
+
+
+def leases_renew(*, tokens: Iterable[str], job_id: int, now: datetime | None = None) -> int:
+    """Extend the leases still held with ``tokens`` by ``RESTORE_LEASE_SECONDS`` from now, and
+    the job's heartbeat: a live task's calls are never taken over, however long they take.
+    A lease already taken over (it ran out) is not renewed. Returns how many were."""
+    tokens = list(tokens)
+    now = now or timezone.now()
+    renewed = 0
+    if tokens:
+        renewed = (
+            NumberResult.objects.filter(lease_token__in=tokens)
+            .processing()
+            .update(lease_expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS))
+        )
+    Job.objects.filter(pk=job_id).update(heartbeat_at=now)
+    return renewed
 
 
 def _candidates_lease(

@@ -21,7 +21,7 @@ from accounts.models import Tenant
 from portal.logs import log_context
 from restores.clients.multitel import MultitelClient, RestoreOutcome
 from restores.models import Job, NumberResult
-from restores.services.claims import Claim, number_batch_claim, tenant_in_flight
+from restores.services.claims import Claim, leases_renew, number_batch_claim, tenant_in_flight
 from restores.services.completion import job_complete_if_done
 from restores.services.queue import enqueue
 from restores.services.recording import number_results_record
@@ -103,9 +103,15 @@ def _restore_window(
     claiming, stopped_early, asked = True, False, False
     capped_polls = 0
     after = -1  # the highest position claimed so far: where the next claim looks first
+    renew_every = settings.RESTORE_LEASE_SECONDS / 4
+    renew_at = time.monotonic() + renew_every
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="restore") as pool:
         while True:
             now = time.monotonic()
+            if now >= renew_at:
+                # One UPDATE for every call this task has in flight, however long they take.
+                leases_renew(tokens={r.lease_token or "" for r in in_flight.values()}, job_id=job.pk)
+                renew_at = now + renew_every
             if claiming and (
                 (deadline is not None and now >= deadline)
                 or (slice_ends is not None and asked and now >= slice_ends)
@@ -133,7 +139,13 @@ def _restore_window(
                         )
                         in_flight[future] = result
                     if not claim.results and not claim.capped:
-                        claiming = False  # nothing left to claim; finish what is held
+                        if in_flight or job.is_sync or not _held_by_others(job_id=job.pk):
+                            claiming = False  # nothing left to claim; finish what is held
+                        else:
+                            # The rest is leased by other tasks: wait until they finish it,
+                            # or until a lease runs out (its holder died) and it can be claimed.
+                            time.sleep(max(0.0, min(1.0, _until(slice_ends))))
+                            continue
                     elif not claim.results and not in_flight:
                         # The tenant's cap is full (other tasks hold every slot and keep
                         # them busy): wait for a slot, asking less often the longer it lasts
@@ -145,9 +157,21 @@ def _restore_window(
                     capped_polls = 0
             if not in_flight:
                 break
-            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=None if not claiming else 0.5)
+            timeout = max(0.0, renew_at - time.monotonic())
+            if claiming:
+                timeout = min(timeout, 0.5)
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED, timeout=timeout)
             done = {future: in_flight.pop(future) for future in finished}
     return stopped_early
+
+
+def _until(moment: float | None) -> float:
+    return float("inf") if moment is None else moment - time.monotonic()
+
+
+def _held_by_others(*, job_id: int) -> bool:
+    """Numbers of the job are leased right now, by some other task."""
+    return NumberResult.objects.of_job(job_id).leased(timezone.now()).exists()
 
 
 def _record_and_claim(
@@ -235,7 +259,7 @@ def job_process(*, job_id: int) -> None:
             logger.info("job started: %s numbers", job.total_numbers)
         slice_ends = time.monotonic() + settings.RESTORE_TASK_SLICE_SECONDS
         stopped_early = _restore_window(job=job, limit=_window_size(job.tenant), slice_ends=slice_ends)
-        if stopped_early and NumberResult.objects.of_job(job_id).pending().exists():
+        if stopped_early and NumberResult.objects.of_job(job_id).unfinished().exists():
             enqueue("restores.tasks.process_job", job_id)
             return
         job_complete_if_done(job_id=job_id)

@@ -45,10 +45,10 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
     )
     for job_id, job_uuid, tenant_name in list(stale_jobs):
         with log_context(job_uuid=job_uuid, tenant=tenant_name):
-            if NumberResult.objects.of_job(job_id).pending().exists():
+            if NumberResult.objects.of_job(job_id).unfinished().exists():
                 Job.objects.filter(pk=job_id).update(heartbeat_at=now)
                 enqueue("restores.tasks.process_job", job_id)
-                logger.info("job idle for %ss with numbers pending: enqueued again", stale_after)
+                logger.info("job idle for %ss with numbers unfinished: enqueued again", stale_after)
                 requeued += 1
             elif job_complete_if_done(job_id=job_id):
                 completed += 1

@@ -14,6 +14,7 @@ from django.utils import timezone
 from restores import services
 from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
 from restores.selectors import job_status_payload
+from restores.services.claims import leases_renew
 from tests.support.jobs import recorded_outcome
 from tests.support.numbers import plain_numbers
 from tests.support.parties import Party
@@ -516,3 +517,51 @@ def test_it_stops_calling_multitel_once_it_rejects_the_tenants_credentials(
     skipped = NumberResult.objects.filter(job=job, attempts=0)
     assert set(skipped.values_list("status_code", flat=True)) == {401}
     assert all("not tried" in (r.message or "") for r in skipped)
+
+
+def test_it_renews_the_leases_of_a_live_task_so_that_a_long_call_is_never_taken_over(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    job = _async_job(owner, 3)
+    claim = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3)
+    lease = timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+    # The holder renews just before its lease would run out, again and again: long past
+    # the first lease, the calls are still its own.
+    now = timezone.now()
+    for _ in range(4):
+        now += lease * 0.75
+        assert leases_renew(tokens=[claim.token], job_id=job.pk, now=now) == 3
+    later = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3, now=now + lease / 2)
+    assert later.results == [] and not later.capped
+    assert NumberResult.objects.filter(job=job, lease_token=claim.token).count() == 3
+    job.refresh_from_db()
+    assert job.heartbeat_at == now
+
+
+def test_it_claims_again_numbers_whose_holder_stopped_renewing_and_refuses_its_late_results(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    job = _async_job(owner, 3)
+    dead = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3)
+    expired = timezone.now() + timedelta(seconds=settings.RESTORE_LEASE_SECONDS + 1)
+
+    # Another task's claim takes them back once the lease ran out, with no sweep.
+    live = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3, now=expired)
+    assert [r.number for r in live.results] == [r.number for r in dead.results]
+    assert live.token != dead.token
+    # The dead holder can neither renew nor record what it no longer holds.
+    assert leases_renew(tokens=[dead.token], job_id=job.pk, now=expired) == 0
+    outcomes = {r.pk: recorded_outcome(success=True) for r in dead.results}
+    assert (
+        services.number_results_record(
+            job_id=job.pk, token=dead.token, results=dead.results, outcomes=outcomes
+        )
+        == 0
+    )
+    outcomes = {r.pk: recorded_outcome(success=True) for r in live.results}
+    assert (
+        services.number_results_record(
+            job_id=job.pk, token=live.token, results=live.results, outcomes=outcomes
+        )
+        == 3
+    )

@@ -1,0 +1,102 @@
+"""Back in seconds after a crash, with the default lease, slice and sweep settings.
+
+A live task renews its leases every quarter of ``RESTORE_LEASE_SECONDS`` (20 s), so a
+lease outlives a dead holder by at most that long; a worker that starts queues a
+recovery sweep, and claims take back numbers whose lease ran out. Only the upstream
+latency is shortened. Nothing here runs ``manage.py sweep`` by hand.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from tests.support.harness import Stack, wait_until
+
+pytestmark = pytest.mark.e2e
+
+CAP = 10
+NUMBERS = 400
+LATENCY_MS = 100
+# Death to completion: the lease of the dead worker's numbers (20 s) runs out, and the
+# rest of the job (about 300 numbers at 10 calls of 100 ms: 3 s) is done.
+RECOVERY_GOAL_SECONDS = 30
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack: Any) -> Stack:
+    defaults = {
+        name: str(getattr(settings, name))
+        for name in (
+            "RESTORE_LEASE_SECONDS",
+            "RESTORE_TASK_SLICE_SECONDS",
+            "RESTORE_BATCH_SIZE",
+            "RESTORE_STALE_SECONDS",
+            "MULTITEL_TIMEOUT",
+        )
+    }
+    s: Stack = make_stack(latency_ms=LATENCY_MS, workers=("first",), q_workers=None, **defaults)
+    s.create_tenant("crash", max_concurrency=CAP)
+    return s
+
+
+def _numbers(count: int) -> list[str]:
+    candidates = (str(15570000000 + i) for i in range(count * 3))
+    return [n for n in candidates if not 90 <= int(n[-2:]) <= 97 and n[-1] not in "25"][:count]
+
+
+def _status(stack: Stack, job_uuid: str) -> dict[str, Any]:
+    session = stack.tenants["crash"].session()
+    response = session.get(
+        f"{stack.web_url}/v3/bulk_restore_status", params={"job_uuid": job_uuid}, timeout=10
+    )
+    return dict(response.json())
+
+
+def test_it_finishes_a_job_within_seconds_after_its_qcluster_is_killed_and_restarted(stack: Stack) -> None:
+    numbers = _numbers(NUMBERS)
+    response = (
+        stack.tenants["crash"]
+        .session()
+        .post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": numbers}, timeout=30)
+    )
+    assert response.status_code == 202, response.text
+    job_uuid = response.json()["job_uuid"]
+    wait_until(
+        lambda: (
+            _status(stack, job_uuid)["success_count"] >= 100
+            and stack.fake_stats()["in_flight"].get("mt-crash", 0) > 0
+        ),
+        timeout=60,
+        interval=0.05,
+        what="progress with calls in flight",
+    )
+
+    group = stack.processes["first"].pid
+    stack.stop("first", signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: stack.group_gone(group), timeout=10, what="every process of the killed qcluster")
+    stack.start_worker("second", workers=None)
+
+    status = wait_until(
+        lambda: (s := _status(stack, job_uuid))["status"] == "completed" and s,
+        timeout=120,
+        interval=0.2,
+        what="the job to complete",
+    )
+    recovered_in = time.monotonic() - killed
+    print(f"death to completion: {recovered_in:.1f} s")
+
+    assert recovered_in <= RECOVERY_GOAL_SECONDS, recovered_in
+    assert (status["success_count"], status["failure_count"]) == (NUMBERS, 0)
+    assert [r["status"] for r in status["results"]] == ["success"] * NUMBERS
+    # Only numbers in flight at the kill were called twice, and never more than the cap.
+    calls = stack.fake_stats()["calls_by_number"]
+    twice = [n for n in numbers if calls.get(n, 0) > 1]
+    assert all(calls.get(n) for n in numbers)
+    assert len(twice) <= CAP, twice
+    assert max(stack.fake_stats()["max_in_flight"].values()) <= CAP
