@@ -123,6 +123,16 @@ CALL_FILTERS: list[Any] = [
     SelectedJobFilter,
 ]
 CALL_ORDERING = ["-job__created_at", "-started_at"]
+# What the attempt list and page show of each attempt, besides its number and job.
+ATTEMPT_FIELDS = [
+    "attempt_number",
+    "started_at",
+    "duration_ms",
+    "http_status",
+    "envelope_code",
+    "outcome",
+    "error",
+]
 
 
 # --- Upstream attempts -----------------------------------------------------------------
@@ -130,34 +140,14 @@ CALL_ORDERING = ["-job__created_at", "-started_at"]
 
 @admin.register(UpstreamAttempt)
 class UpstreamAttemptAdmin(JobRowAdmin):
-    list_display = [
-        "number",
-        "attempt_number",
-        "started_at",
-        "duration_ms",
-        "http_status",
-        "envelope_code",
-        "outcome",
-        "error",
-    ]
+    list_display = ["number", *ATTEMPT_FIELDS]
     list_filter = ["outcome", *CALL_FILTERS, SelectedResultFilter]
     list_select_related = ["result"]
     sortable_by = ["started_at"]
     tenant_ordering = CALL_ORDERING
     search_fields = ["=result__number"]
     search_help_text = "A phone number (digits only, exact)."
-    fields = [
-        "number",
-        "job_link",
-        "attempt_number",
-        "started_at",
-        "duration_ms",
-        "http_status",
-        "envelope_code",
-        "outcome",
-        "error",
-        "body",
-    ]
+    fields = ["number", "job_link", *ATTEMPT_FIELDS, "body"]
     readonly_fields = ["number", "job_link", "body"]
 
     def search_condition(self, term: str) -> Q | None:

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -286,6 +287,16 @@ class TransportError(Exception):
         super().__init__(message)
         self.message = message
         self.kind = kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallRecord:
+    """What the audit trail keeps of one outbound call, whoever made it."""
+
+    started_at: datetime
+    duration_ms: int
+    http_status: int | None  # None: no answer came
+    error: str  # in curl's words; empty for a call that went well
 
 
 @dataclass(frozen=True)

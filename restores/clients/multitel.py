@@ -46,15 +46,13 @@ MAX_BODY_BYTES = 64 * 1024
 # --- What the caller gets -------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AttemptRecord:
+@dataclass(frozen=True, kw_only=True)
+class AttemptRecord(http.CallRecord):
+    """One upstream attempt for one number."""
+
     attempt_number: int
-    started_at: datetime
-    duration_ms: int
-    http_status: int | None
     envelope_code: str
     outcome: str  # "success", "failed" or "retryable"
-    error: str
     body_excerpt: str
 
 

@@ -20,7 +20,6 @@ import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -37,13 +36,11 @@ RESPONSE_EXCERPT_BYTES = 512
 BODY_IN_MEMORY_MAX = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class DeliveryResult:
+@dataclass(frozen=True, kw_only=True)
+class DeliveryResult(http.CallRecord):
+    """One delivery attempt of a webhook."""
+
     delivered: bool
-    started_at: datetime
-    duration_ms: int
-    http_status: int | None
-    error: str
     response_excerpt: str
 
 

@@ -100,18 +100,7 @@ RESULT_COLUMNS = (
     "completed_at",
     "claimed_by",
 )
-ATTEMPT_COLUMNS = (
-    "job",
-    "result",
-    "attempt_number",
-    "started_at",
-    "duration_ms",
-    "http_status",
-    "envelope_code",
-    "outcome",
-    "error",
-    "body_excerpt",
-)
+ATTEMPT_COLUMNS = tuple(field.name for field in UpstreamAttempt._meta.concrete_fields if field.name != "id")
 DELIVERY_COLUMNS = tuple(field.name for field in WebhookDelivery._meta.concrete_fields if field.name != "id")
 PENDING, PROCESSING, SUCCESS, FAILED = (str(s) for s in NumberResult.Status)
 CANCELLED_MESSAGE = "Error: 'not tried: the job was cancelled by staff'"
@@ -409,7 +398,7 @@ def seed_batch(batch: _Batch) -> Totals:
         ):
             for row, result_tries in zip(rows, tries, strict=True):
                 result_id = result_ids[(job.pk, row[0])]
-                attempts.extend([job.pk, result_id, *attempt] for attempt in result_tries)
+                attempts.extend([result_id, job.pk, *attempt] for attempt in result_tries)  # ATTEMPT_COLUMNS
             deliveries.extend([job.pk, *delivery] for delivery in sent)
         _insert(UpstreamAttempt, ATTEMPT_COLUMNS, attempts)
         _insert(WebhookDelivery, DELIVERY_COLUMNS, deliveries)
