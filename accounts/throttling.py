@@ -3,6 +3,12 @@
 DRF's own throttles keep a list of timestamps per client, read and rewritten
 on every request; a fixed-window counter (``cache.add`` + ``cache.incr``,
 atomic on Redis) costs one small key per client and window instead.
+
+The limits fail open: while the cache cannot be reached (Redis restarting, a network
+fault; Django's ``RedisCache`` raises redis-py's ``ConnectionError``/``TimeoutError``),
+every counter reads as zero, requests are served as if under the limit, and a warning is
+logged at most once every ``CACHE_WARNING_INTERVAL`` seconds per process. Refusing, or
+answering 500, would make a cache outage an outage of the API.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +33,32 @@ from accounts.models import Tenant
 logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Seconds between two warnings about the cache being out of reach (per process).
+CACHE_WARNING_INTERVAL = 60.0
+_cache_warning_lock = threading.Lock()
+_cache_warning_at: float | None = None  # time.monotonic() of the last warning
+_cache_failures_unlogged = 0  # failures since then
+
+
+def _cache_failed(exc: Exception, operation: str) -> None:
+    """Log that the cache failed and the limits are not enforced, at most once per interval."""
+    global _cache_warning_at, _cache_failures_unlogged
+    now = time.monotonic()
+    with _cache_warning_lock:
+        if _cache_warning_at is not None and now - _cache_warning_at < CACHE_WARNING_INTERVAL:
+            _cache_failures_unlogged += 1
+            return
+        earlier, _cache_failures_unlogged = _cache_failures_unlogged, 0
+        _cache_warning_at = now
+    # The exception's class only: its message can name the cache's host and port.
+    logger.warning(
+        "rate-limit cache unavailable (%s on %s); rate limits are not enforced until it answers"
+        " (%d more failures since the last warning)",
+        type(exc).__name__,
+        operation,
+        earlier,
+    )
 
 
 @dataclass(frozen=True)
@@ -53,25 +86,37 @@ class WindowState:
 
 
 def window_hit(*, name: str, rate: Rate, now: float | None = None, amount: int = 1) -> WindowState:
-    """Count ``amount`` events (one by default) for ``name`` in the current window."""
+    """Count ``amount`` events (one by default) for ``name`` in the current window.
+
+    If the cache fails, nothing is counted and the count is 0 (fail open)."""
     now = time.time() if now is None else now
     window = int(now // rate.period)
     key = f"rl:{name}:{window}"
-    cache.add(key, 0, timeout=rate.period + 1)
+    retry_after = (window + 1) * rate.period - now
     try:
-        count = cache.incr(key, amount)
-    except ValueError:  # expired between add and incr
-        cache.set(key, amount, timeout=rate.period + 1)
-        count = amount
-    return WindowState(count=count, retry_after=(window + 1) * rate.period - now)
+        cache.add(key, 0, timeout=rate.period + 1)
+        try:
+            count = cache.incr(key, amount)
+        except ValueError:  # expired between add and incr
+            cache.set(key, amount, timeout=rate.period + 1)
+            count = amount
+    except Exception as exc:  # the cache is out of reach: fail open (nothing counted)
+        _cache_failed(exc, "count")
+        return WindowState(count=0, retry_after=retry_after)
+    return WindowState(count=count, retry_after=retry_after)
 
 
 def window_peek(*, name: str, rate: Rate, now: float | None = None) -> WindowState:
-    """The current window's count for ``name``, without counting."""
+    """The current window's count for ``name``, without counting (0 if the cache fails)."""
     now = time.time() if now is None else now
     window = int(now // rate.period)
-    count = cache.get(f"rl:{name}:{window}", 0)
-    return WindowState(count=int(count), retry_after=(window + 1) * rate.period - now)
+    retry_after = (window + 1) * rate.period - now
+    try:
+        count = cache.get(f"rl:{name}:{window}", 0)
+    except Exception as exc:  # the cache is out of reach: fail open (as if nothing counted)
+        _cache_failed(exc, "read")
+        return WindowState(count=0, retry_after=retry_after)
+    return WindowState(count=int(count), retry_after=retry_after)
 
 
 class TenantRateThrottle(BaseThrottle):

@@ -3,21 +3,35 @@
 Every error from ``/v3/*`` is ``{"error": <stable code>, "message": <sentence>}``
 plus optional detail keys. This module's ``exception_handler`` is DRF's
 ``EXCEPTION_HANDLER``; ``json_404``/``json_500`` cover what never reaches DRF.
+
+The database out of reach (an ``OperationalError`` or ``InterfaceError``, wherever it is
+raised while serving ``/v3/*``) is a 503 ``service_unavailable`` with ``Retry-After``, not
+a 500: the client should retry in a moment. Programming errors (``ProgrammingError``,
+``IntegrityError``, ``DataError``) stay 500 ``internal_error``.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 logger = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait (``Retry-After``) when the database is out of reach: a
+# restart of the database takes seconds, and a retry costs one cheap failed connection.
+SERVICE_UNAVAILABLE_RETRY_AFTER = 5
+# SQLite's generic result code: what it answers to a syntax error or an unknown table.
+SQLITE_ERROR = 1
 
 
 class ApiError(exceptions.APIException):
@@ -63,6 +77,61 @@ _CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
+def _sqlite_programming_error(exc: BaseException) -> bool:
+    """SQLite reports its programming errors (a syntax error, no such table or column) as
+    ``OperationalError`` too, with the generic result code ``SQLITE_ERROR``."""
+    driver_error = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
+    if not isinstance(driver_error, sqlite3.Error):
+        return False
+    code = getattr(driver_error, "sqlite_errorcode", None)
+    return isinstance(code, int) and code & 0xFF == SQLITE_ERROR
+
+
+def _driver_unreachable_errors() -> tuple[type[BaseException], ...]:
+    """The DB-API driver's own ``OperationalError`` and ``InterfaceError`` (psycopg's, sqlite3's)."""
+    classes: list[type[BaseException]] = []
+    for connection in connections.all(initialized_only=True):
+        for name in ("OperationalError", "InterfaceError"):
+            klass = getattr(getattr(connection, "Database", None), name, None)
+            if isinstance(klass, type) and issubclass(klass, BaseException):
+                classes.append(klass)
+    return tuple(classes)
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (or dropped the connection).
+
+    Django wraps the driver's errors in its own ``OperationalError`` and ``InterfaceError``;
+    the driver's own classes are recognised too, for an error raised outside Django's
+    wrapper. ``ProgrammingError``, ``IntegrityError`` and ``DataError`` (bugs, bad data) are
+    not among them and stay a 500, and so do SQLite's programming errors.
+    """
+    if _sqlite_programming_error(exc):
+        return False
+    return isinstance(exc, (OperationalError, InterfaceError, *_driver_unreachable_errors()))
+
+
+def service_unavailable() -> ApiError:
+    """The 503 of a backend out of reach (docs/api.md#errors), with ``Retry-After``."""
+    return ApiError(
+        "The service is temporarily unavailable; retry after the number of seconds in Retry-After.",
+        code="service_unavailable",
+        status_code=503,
+        headers={"Retry-After": str(SERVICE_UNAVAILABLE_RETRY_AFTER)},
+    )
+
+
+def _log_database_unreachable(exc: BaseException, request: Any, where: str) -> None:
+    # The exception's class only: a driver's message can name hosts, users and databases.
+    logger.warning(
+        "database unavailable: %s while serving %s %s (%s); answered 503",
+        type(exc).__name__,
+        getattr(request, "method", "?"),
+        getattr(request, "path", "?"),
+        where,
+    )
+
+
 def _flatten(detail: Any) -> str:
     if isinstance(detail, dict):
         return "; ".join(f"{k}: {_flatten(v)}" for k, v in detail.items())
@@ -72,6 +141,11 @@ def _flatten(detail: Any) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if database_unreachable(exc):
+        _log_database_unreachable(exc, context.get("request"), context.get("view").__class__.__name__)
+        response = _api_error_response(service_unavailable())
+        response._has_been_logged = True  # type: ignore[attr-defined]  # not again by django.request
+        return response
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("No such resource.")
     elif isinstance(exc, DjangoPermissionDenied):
@@ -84,8 +158,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = ApiError("The request could not be understood.", code="bad_request")
 
     if isinstance(exc, ApiError):
-        body = error_body(exc.error_code, exc.message, **exc.extra)
-        response = Response(body, status=exc.status_code, headers=exc.headers)
+        response = _api_error_response(exc)
     elif isinstance(exc, exceptions.APIException):
         code = _CODES.get(type(exc)) or next(
             (c for klass, c in _CODES.items() if isinstance(exc, klass)), "error"
@@ -116,6 +189,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     return response
 
 
+def _api_error_response(exc: ApiError) -> Response:
+    body = error_body(exc.error_code, exc.message, **exc.extra)
+    return Response(body, status=exc.status_code, headers=exc.headers)
+
+
 def _wants_json(request: HttpRequest) -> bool:
     return request.path in ("/v3", "/api") or request.path.startswith(("/v3/", "/api/"))
 
@@ -127,7 +205,23 @@ def json_404(request: HttpRequest, exception: Exception | None = None) -> HttpRe
 
 
 def json_500(request: HttpRequest) -> HttpResponse:
+    """Django's ``handler500``: called while the exception is being handled (``sys.exc_info``).
+
+    It covers what fails outside DRF's handler (middleware, a view that is not DRF's): under
+    ``/v3/`` the database out of reach is the same 503 as in ``exception_handler``.
+    """
+    exc = sys.exc_info()[1]
     if _wants_json(request):
+        if exc is not None and database_unreachable(exc):
+            _log_database_unreachable(exc, request, "outside the API's views")
+            unavailable = service_unavailable()
+            response = JsonResponse(
+                error_body(unavailable.error_code, unavailable.message),
+                status=unavailable.status_code,
+                headers=unavailable.headers,
+            )
+            response._has_been_logged = True  # type: ignore[attr-defined]  # not again by django.request
+            return response
         return JsonResponse(
             error_body("internal_error", "Something went wrong on our side; it has been logged."),
             status=500,

@@ -149,7 +149,7 @@ bulk_restore_schema = extend_schema(
     responses={
         200: JobResultSerializer,
         202: QueuedSerializer,
-        **_errors(400, 401, 403, 409, 413, 415, 422, 429),
+        **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
     },
     examples=[
         OpenApiExample(
@@ -180,5 +180,5 @@ bulk_restore_status_schema = extend_schema(
             description="Digits only (anything else: 400); narrows `results`. Not part of the job: 404.",
         ),
     ],
-    responses={200: JobStatusSerializer, **_errors(400, 401, 403, 404, 429)},
+    responses={200: JobStatusSerializer, **_errors(400, 401, 403, 404, 429, 503)},
 )

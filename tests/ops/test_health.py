@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from django_q.signing import SignedPackage
 from django_q.status import Stat, Status
 
 from portal import health
+from tests.support.outages import database_unreachable
 
 pytestmark = pytest.mark.django_db
 
@@ -121,6 +123,21 @@ def test_it_answers_503_naming_the_database_when_it_does_not_answer(
     assert status == 503
     assert body["failed"] == ["database"]
     assert body["checks"]["database"] == {"ok": False, "error": "OperationalError"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_503_naming_the_database_when_its_connection_really_fails(tmp_path: Path) -> None:
+    """The connection itself refused (no stand-in for it): /readyz says so, /healthz stays 200."""
+    with database_unreachable(tmp_path):
+        status, body = _readyz()
+        live = Client().get("/healthz")
+
+    assert status == 503
+    assert body["status"] == "unavailable"
+    assert body["failed"][0] == "database"  # with the ORM broker, the broker and cluster fail too
+    assert body["checks"]["database"] == {"ok": False, "error": "OperationalError"}
+    assert str(tmp_path) not in str(body) and "127.0.0.1" not in str(body)
+    assert (live.status_code, live.json()) == (200, {"status": "ok"})
 
 
 def test_it_answers_503_naming_the_broker_and_the_cluster_when_the_broker_is_down(
