@@ -41,7 +41,7 @@ from restores.services.processing import (
     job_run_sync,
 )
 from restores.services.recording import number_results_record
-from restores.services.recovery import SweepReport, jobs_sweep
+from restores.services.recovery import SweepReport, jobs_orphaned_wake, jobs_sweep
 from restores.services.staff import (
     CANCELLED_MESSAGE,
     CancelResult,
@@ -81,6 +81,7 @@ __all__ = [
     "job_submit",
     "job_webhook_deliver",
     "job_webhook_resend",
+    "jobs_orphaned_wake",
     "jobs_sweep",
     "number_batch_claim",
     "number_results_record",

@@ -25,6 +25,7 @@ from restores.services.claims import Claim, leases_renew, number_batch_claim, te
 from restores.services.completion import job_complete_if_done
 from restores.services.queue import enqueue
 from restores.services.recording import number_results_record
+from restores.services.recovery import jobs_orphaned_wake
 from restores.services.webhooks import job_webhook_deliver
 
 logger = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ def _restore_window(
             if now >= renew_at:
                 # One UPDATE for every call this task has in flight, however long they take.
                 leases_renew(tokens={r.lease_token or "" for r in in_flight.values()}, job_id=job.pk)
+                if not job.is_sync:
+                    jobs_orphaned_wake()  # jobs whose every task died elsewhere
                 renew_at = now + renew_every
             if claiming and (
                 (deadline is not None and now >= deadline)

@@ -39,19 +39,7 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
     now = now or timezone.now()
     stale_after = settings.RESTORE_STALE_SECONDS if stale_after is None else stale_after
     reclaimed = NumberResult.objects.lease_expired(now).release(status=NumberResult.Status.PENDING)
-    requeued = completed = 0
-    stale_jobs = Job.objects.idle_since(now - timedelta(seconds=stale_after)).values_list(
-        "pk", "uuid", "tenant__name"
-    )
-    for job_id, job_uuid, tenant_name in list(stale_jobs):
-        with log_context(job_uuid=job_uuid, tenant=tenant_name):
-            if NumberResult.objects.of_job(job_id).unfinished().exists():
-                Job.objects.filter(pk=job_id).update(heartbeat_at=now)
-                enqueue("restores.tasks.process_job", job_id)
-                logger.info("job idle for %ss with numbers unfinished: enqueued again", stale_after)
-                requeued += 1
-            elif job_complete_if_done(job_id=job_id):
-                completed += 1
+    requeued, completed = _idle_jobs_wake(now=now, idle_after=stale_after)
     due = list(Job.objects.webhook_due(now).values_list("pk", flat=True)[:1000])
     for job_id in due:
         enqueue("restores.tasks.deliver_webhook", job_id)
@@ -62,3 +50,34 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
     if reclaimed or requeued or completed or due:
         logger.info("sweep: %s", report)
     return report
+
+
+def jobs_orphaned_wake(*, now: datetime | None = None) -> int:
+    """Wake the active jobs no live task works on: nobody renewed a lease of theirs or touched
+    them for ``RESTORE_LEASE_SECONDS`` (live tasks do every quarter of it). Called by live
+    tasks as they renew their own leases, so a job whose every task died with its host is
+    taken up again by the hosts that live, without waiting for the sweeper. Returns how
+    many jobs were woken."""
+    requeued, _ = _idle_jobs_wake(now=now or timezone.now(), idle_after=settings.RESTORE_LEASE_SECONDS)
+    return requeued
+
+
+def _idle_jobs_wake(*, now: datetime, idle_after: float) -> tuple[int, int]:
+    """Enqueue the active jobs untouched for ``idle_after`` seconds that have numbers left;
+    complete those that have none. Each wake-up is claimed by one conditional UPDATE of the
+    heartbeat, so of several processes looking at once only one enqueues it."""
+    requeued = completed = 0
+    idle = Job.objects.idle_since(now - timedelta(seconds=idle_after)).values_list(
+        "pk", "uuid", "tenant__name", "heartbeat_at"
+    )
+    for job_id, job_uuid, tenant_name, heartbeat_at in list(idle):
+        with log_context(job_uuid=job_uuid, tenant=tenant_name):
+            if NumberResult.objects.of_job(job_id).unfinished().exists():
+                if not Job.objects.filter(pk=job_id, heartbeat_at=heartbeat_at).update(heartbeat_at=now):
+                    continue  # another process woke it first
+                enqueue("restores.tasks.process_job", job_id)
+                logger.info("job idle for %ss with numbers unfinished: enqueued again", idle_after)
+                requeued += 1
+            elif job_complete_if_done(job_id=job_id):
+                completed += 1
+    return requeued, completed

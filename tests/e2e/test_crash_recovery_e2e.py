@@ -41,6 +41,7 @@ def stack(make_stack: Any) -> Stack:
     }
     s: Stack = make_stack(latency_ms=LATENCY_MS, workers=("first",), q_workers=None, **defaults)
     s.create_tenant("crash", max_concurrency=CAP)
+    s.create_tenant("busy", max_concurrency=CAP)
     return s
 
 
@@ -49,8 +50,8 @@ def _numbers(count: int) -> list[str]:
     return [n for n in candidates if not 90 <= int(n[-2:]) <= 97 and n[-1] not in "25"][:count]
 
 
-def _status(stack: Stack, job_uuid: str) -> dict[str, Any]:
-    session = stack.tenants["crash"].session()
+def _status(stack: Stack, job_uuid: str, tenant: str = "crash") -> dict[str, Any]:
+    session = stack.tenants[tenant].session()
     response = session.get(
         f"{stack.web_url}/v3/bulk_restore_status", params={"job_uuid": job_uuid}, timeout=10
     )
@@ -99,4 +100,52 @@ def test_it_finishes_a_job_within_seconds_after_its_qcluster_is_killed_and_resta
     twice = [n for n in numbers if calls.get(n, 0) > 1]
     assert all(calls.get(n) for n in numbers)
     assert len(twice) <= CAP, twice
+    assert max(stack.fake_stats()["max_in_flight"].values()) <= CAP
+
+
+def test_it_finishes_a_job_whose_host_died_on_the_hosts_that_live(stack: Stack) -> None:
+    """Two hosts; the one working a job dies and is not restarted. The other, busy with
+    another tenant's job, takes it up (no sweep by hand, no worker restarted)."""
+    for name in [n for n in stack.processes if n in ("first", "second") and stack.running(n)]:
+        stack.stop(name, signal.SIGKILL)
+    stack.start_worker("doomed", workers=None)
+    numbers = _numbers(NUMBERS + 1000)[1000:]
+    session = stack.tenants["crash"].session()
+    response = session.post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": numbers}, timeout=30)
+    assert response.status_code == 202, response.text
+    job_uuid = response.json()["job_uuid"]
+    wait_until(
+        lambda: (
+            _status(stack, job_uuid)["success_count"] >= 100
+            and stack.fake_stats()["in_flight"].get("mt-crash", 0) > 0
+        ),
+        timeout=60,
+        interval=0.05,
+        what="progress with calls in flight",
+    )
+    stack.start_worker("survivor", workers=None)
+    busy = (
+        stack.tenants["busy"]
+        .session()
+        .post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": _numbers(9000)[3000:]}, timeout=30)
+    )
+    assert busy.status_code == 202, busy.text
+
+    group = stack.processes["doomed"].pid
+    stack.stop("doomed", signal.SIGKILL)
+    killed = time.monotonic()
+    wait_until(lambda: stack.group_gone(group), timeout=10, what="every process of the dead host")
+
+    status = wait_until(
+        lambda: (s := _status(stack, job_uuid))["status"] == "completed" and s,
+        timeout=120,
+        interval=0.2,
+        what="the job to complete",
+    )
+    recovered_in = time.monotonic() - killed
+    print(f"death to completion on the surviving host: {recovered_in:.1f} s")
+    assert recovered_in <= RECOVERY_GOAL_SECONDS, recovered_in
+    assert (status["success_count"], status["failure_count"]) == (NUMBERS, 0)
+    busy_status = _status(stack, busy.json()["job_uuid"], tenant="busy")
+    assert busy_status["status"] == "processing"  # the survivor was busy all along
     assert max(stack.fake_stats()["max_in_flight"].values()) <= CAP

@@ -565,3 +565,17 @@ def test_it_claims_again_numbers_whose_holder_stopped_renewing_and_refuses_its_l
         )
         == 3
     )
+
+
+def test_it_wakes_a_job_no_live_task_works_on_once_whoever_looks(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    orphan = _async_job(owner, 3)
+    busy = _async_job(owner, 3)
+    enqueued.clear()
+    later = timezone.now() + timedelta(seconds=settings.RESTORE_LEASE_SECONDS + 1)
+    leases_renew(tokens=[], job_id=busy.pk, now=later)  # a live task keeps touching its job
+
+    assert services.jobs_orphaned_wake(now=later) == 1
+    assert services.jobs_orphaned_wake(now=later) == 0  # already woken: not twice
+    assert enqueued == [("restores.tasks.process_job", (orphan.pk,))]
