@@ -58,15 +58,11 @@ def _status(stack: Stack, job_uuid: str, tenant: str = "crash") -> dict[str, Any
     return dict(response.json())
 
 
-def test_it_finishes_a_job_within_seconds_after_its_qcluster_is_killed_and_restarted(stack: Stack) -> None:
-    numbers = _numbers(NUMBERS)
-    response = (
-        stack.tenants["crash"]
-        .session()
-        .post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": numbers}, timeout=30)
-    )
+def _submit_and_wait_for_calls_in_flight(stack: Stack, numbers: list[str]) -> str:
+    session = stack.tenants["crash"].session()
+    response = session.post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": numbers}, timeout=30)
     assert response.status_code == 202, response.text
-    job_uuid = response.json()["job_uuid"]
+    job_uuid = str(response.json()["job_uuid"])
     wait_until(
         lambda: (
             _status(stack, job_uuid)["success_count"] >= 100
@@ -76,13 +72,19 @@ def test_it_finishes_a_job_within_seconds_after_its_qcluster_is_killed_and_resta
         interval=0.05,
         what="progress with calls in flight",
     )
+    return job_uuid
 
-    group = stack.processes["first"].pid
-    stack.stop("first", signal.SIGKILL)
+
+def _kill(stack: Stack, name: str) -> float:
+    """SIGKILL every process of qcluster ``name``; returns when it was killed."""
+    group = stack.processes[name].pid
+    stack.stop(name, signal.SIGKILL)
     killed = time.monotonic()
-    wait_until(lambda: stack.group_gone(group), timeout=10, what="every process of the killed qcluster")
-    stack.start_worker("second", workers=None)
+    wait_until(lambda: stack.group_gone(group), timeout=10, what=f"every process of {name}")
+    return killed
 
+
+def _assert_recovered(stack: Stack, job_uuid: str, numbers: list[str], *, killed: float) -> None:
     status = wait_until(
         lambda: (s := _status(stack, job_uuid))["status"] == "completed" and s,
         timeout=120,
@@ -91,16 +93,25 @@ def test_it_finishes_a_job_within_seconds_after_its_qcluster_is_killed_and_resta
     )
     recovered_in = time.monotonic() - killed
     print(f"death to completion: {recovered_in:.1f} s")
-
     assert recovered_in <= RECOVERY_GOAL_SECONDS, recovered_in
     assert (status["success_count"], status["failure_count"]) == (NUMBERS, 0)
     assert [r["status"] for r in status["results"]] == ["success"] * NUMBERS
     # Only numbers in flight at the kill were called twice, and never more than the cap.
     calls = stack.fake_stats()["calls_by_number"]
-    twice = [n for n in numbers if calls.get(n, 0) > 1]
     assert all(calls.get(n) for n in numbers)
+    twice = [n for n in numbers if calls.get(n, 0) > 1]
     assert len(twice) <= CAP, twice
     assert max(stack.fake_stats()["max_in_flight"].values()) <= CAP
+
+
+def test_it_finishes_a_job_within_seconds_after_its_qcluster_is_killed_and_restarted(stack: Stack) -> None:
+    numbers = _numbers(NUMBERS)
+    job_uuid = _submit_and_wait_for_calls_in_flight(stack, numbers)
+
+    killed = _kill(stack, "first")
+    stack.start_worker("second", workers=None)
+
+    _assert_recovered(stack, job_uuid, numbers, killed=killed)
 
 
 def test_it_finishes_a_job_whose_host_died_on_the_hosts_that_live(stack: Stack) -> None:
@@ -110,19 +121,7 @@ def test_it_finishes_a_job_whose_host_died_on_the_hosts_that_live(stack: Stack) 
         stack.stop(name, signal.SIGKILL)
     stack.start_worker("doomed", workers=None)
     numbers = _numbers(NUMBERS + 1000)[1000:]
-    session = stack.tenants["crash"].session()
-    response = session.post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": numbers}, timeout=30)
-    assert response.status_code == 202, response.text
-    job_uuid = response.json()["job_uuid"]
-    wait_until(
-        lambda: (
-            _status(stack, job_uuid)["success_count"] >= 100
-            and stack.fake_stats()["in_flight"].get("mt-crash", 0) > 0
-        ),
-        timeout=60,
-        interval=0.05,
-        what="progress with calls in flight",
-    )
+    job_uuid = _submit_and_wait_for_calls_in_flight(stack, numbers)
     stack.start_worker("survivor", workers=None)
     busy = (
         stack.tenants["busy"]
@@ -131,21 +130,8 @@ def test_it_finishes_a_job_whose_host_died_on_the_hosts_that_live(stack: Stack) 
     )
     assert busy.status_code == 202, busy.text
 
-    group = stack.processes["doomed"].pid
-    stack.stop("doomed", signal.SIGKILL)
-    killed = time.monotonic()
-    wait_until(lambda: stack.group_gone(group), timeout=10, what="every process of the dead host")
+    killed = _kill(stack, "doomed")
 
-    status = wait_until(
-        lambda: (s := _status(stack, job_uuid))["status"] == "completed" and s,
-        timeout=120,
-        interval=0.2,
-        what="the job to complete",
-    )
-    recovered_in = time.monotonic() - killed
-    print(f"death to completion on the surviving host: {recovered_in:.1f} s")
-    assert recovered_in <= RECOVERY_GOAL_SECONDS, recovered_in
-    assert (status["success_count"], status["failure_count"]) == (NUMBERS, 0)
+    _assert_recovered(stack, job_uuid, numbers, killed=killed)
     busy_status = _status(stack, busy.json()["job_uuid"], tenant="busy")
     assert busy_status["status"] == "processing"  # the survivor was busy all along
-    assert max(stack.fake_stats()["max_in_flight"].values()) <= CAP
