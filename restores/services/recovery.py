@@ -54,11 +54,14 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
 
 def jobs_orphaned_wake(*, now: datetime | None = None) -> int:
     """Wake the active jobs no live task works on: nobody renewed a lease of theirs or touched
-    them for ``RESTORE_LEASE_SECONDS`` (live tasks do every quarter of it). Called by live
-    tasks as they renew their own leases, so a job whose every task died with its host is
-    taken up again by the hosts that live, without waiting for the sweeper. Returns how
-    many jobs were woken."""
-    requeued, _ = _idle_jobs_wake(now=now or timezone.now(), idle_after=settings.RESTORE_LEASE_SECONDS)
+    them for half of ``RESTORE_LEASE_SECONDS`` (live tasks do every quarter of it, so that is
+    two renewals missed). Called by live tasks as they renew their own leases, so a job whose
+    every task died with its host is taken up again by the hosts that live, without waiting
+    for the sweeper; the woken task may wait for a worker, and for the dead leases to run
+    out. A false alarm only costs a duplicate task: claims are conditional. Returns how many
+    jobs were woken."""
+    idle_after = settings.RESTORE_LEASE_SECONDS / 2
+    requeued, _ = _idle_jobs_wake(now=now or timezone.now(), idle_after=idle_after)
     return requeued
 
 
