@@ -170,6 +170,7 @@ AUDITOR_PERMISSIONS = (
     "restores.view_numberresult",
     "restores.view_upstreamattempt",
     "restores.view_webhookdelivery",
+    "restores.view_breakerevent",
     "admin.view_logentry",
     # Staff logins: lockouts, the login logs, and who has a TOTP device (never its key).
     "axes.view_accessattempt",

@@ -211,6 +211,14 @@ MULTITEL_MAX_ATTEMPTS: int = env.int("MULTITEL_MAX_ATTEMPTS", default=3)
 MULTITEL_BACKOFF_BASE: float = env.float("MULTITEL_BACKOFF_BASE", default=0.5)
 MULTITEL_BACKOFF_MAX: float = env.float("MULTITEL_BACKOFF_MAX", default=10.0)
 MULTITEL_RETRY_AFTER_MAX: float = env.float("MULTITEL_RETRY_AFTER_MAX", default=60.0)
+# The upstream circuit breaker of each tenant's Multitel account (docs/api.md#outages):
+# this many retryable failures in a row open it; it is probed again after the cooldown,
+# which doubles after each failed probe up to its maximum; only an outage longer than
+# UPSTREAM_OUTAGE_MAX (seconds) fails the numbers it holds back.
+UPSTREAM_BREAKER_FAILURES: int = env.int("UPSTREAM_BREAKER_FAILURES", default=10)
+UPSTREAM_BREAKER_COOLDOWN: float = env.float("UPSTREAM_BREAKER_COOLDOWN", default=1.0)
+UPSTREAM_BREAKER_COOLDOWN_MAX: float = env.float("UPSTREAM_BREAKER_COOLDOWN_MAX", default=5.0)
+UPSTREAM_OUTAGE_MAX: float = env.float("UPSTREAM_OUTAGE_MAX", default=15 * 60.0)
 SYNC_MAX_NUMBERS: int = env.int("SYNC_MAX_NUMBERS", default=10)
 SYNC_DEADLINE: float = env.float("SYNC_DEADLINE", default=25.0)
 MAX_NUMBERS_PER_JOB: int = env.int("MAX_NUMBERS_PER_JOB", default=10_000)

@@ -7,6 +7,8 @@ provider. It checks HTTP Basic credentials against the tenants' Multitel
 credentials in the database (or a fixed set given to it), and counts calls
 per number and the highest number of calls in flight per username, served as
 JSON at ``GET /_fake/stats`` (``POST /_fake/reset`` clears them).
+``POST /_fake/outage`` with ``{"seconds": S}`` makes it answer every restore
+with HTTP 503 for the next S seconds, as a provider in an outage does.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ class FakeMultitelState:
             self.rejected_auth = 0
             self.in_flight: Counter[str] = Counter()
             self.max_in_flight: defaultdict[str, int] = defaultdict(int)
+            self.outage_until = 0.0  # time.monotonic(): every restore answers 503 until then
+            self.outage_calls = 0
 
     def stats(self) -> dict[str, Any]:
         with self.lock:
@@ -137,7 +141,13 @@ class FakeMultitelState:
                 "calls_by_number": dict(self.calls_by_number),
                 "in_flight": dict(self.in_flight),
                 "max_in_flight": dict(self.max_in_flight),
+                "outage_seconds_left": max(0.0, self.outage_until - time.monotonic()),
+                "outage_calls": self.outage_calls,
             }
+
+    def outage_start(self, seconds: float) -> None:
+        with self.lock:
+            self.outage_until = time.monotonic() + seconds
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -191,13 +201,18 @@ class Handler(BaseHTTPRequestHandler):
             state.max_in_flight[username] = max(state.max_in_flight[username], state.in_flight[username])
             roll_fail, roll_hang = state.random.random(), state.random.random()
             delay = max(0.0, state.latency_ms + state.random.uniform(-state.jitter_ms, state.jitter_ms))
+            in_outage = time.monotonic() < state.outage_until
+            if in_outage:
+                state.outage_calls += 1
         try:
             reply = (
                 outcome_for(number, call_index)
                 if number.isdigit()
                 else _json(400, _envelope(400, "Error: 'invalid number'", ""))
             )
-            if roll_hang < state.timeout_rate:
+            if in_outage:
+                reply = Reply(503, b"Service Unavailable", "text/plain")
+            elif roll_hang < state.timeout_rate:
                 reply = Reply(200, b"", hang=True)
             elif roll_fail < state.fail_rate:
                 reply = Reply(503, b"Service Unavailable", "text/plain")
@@ -213,6 +228,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_fake/reset":
             self.server.state.reset()
             self._send(_json(200, {"reset": True}))
+            return
+        if self.path == "/_fake/outage":
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                seconds = float(json.loads(self.rfile.read(length) or b"{}")["seconds"])
+            except (ValueError, KeyError, TypeError):
+                self._send(_json(400, {"error": 'body must be {"seconds": <number>}'}))
+                return
+            self.server.state.outage_start(seconds)
+            self._send(_json(200, {"outage_seconds": seconds}))
             return
         self._send(_json(405, _envelope(405, "Error: 'method not allowed'", "")))
 

@@ -35,7 +35,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
+from restores.models import Job, NumberResult, UpstreamAttempt, UpstreamBreaker, WebhookDelivery
 
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 RECENT = timedelta(hours=24)
@@ -58,6 +58,7 @@ class RestoresCollector(Collector):
         yield from self._recent_jobs(now - RECENT)
         yield from self._live_work(now)
         yield from self._upstream(now - UPSTREAM_WINDOW)
+        yield from self._breakers(now)
         yield from self._webhooks(now - RECENT)
 
     def _recent_jobs(self, since: datetime) -> Iterator[Metric]:
@@ -164,6 +165,28 @@ class RestoresCollector(Collector):
         ):
             outstanding.add_metric([tenant, state], n)
         yield outstanding
+
+    def _breakers(self, now: datetime) -> Iterator[Metric]:
+        state = _gauge(
+            "portal_upstream_breaker_open",
+            "1 while a tenant's upstream breaker is open or probing (Multitel is down for it), by "
+            "tenant and state; tenants whose breaker is closed are not listed.",
+            ["tenant", "state"],
+        )
+        outage = _gauge(
+            "portal_upstream_outage_seconds",
+            "How long the outage that opened a tenant's upstream breaker has lasted, by tenant.",
+            ["tenant"],
+        )
+        # A few rows at most: one per tenant whose breaker ever opened, read by the state index.
+        for name, breaker_state, since in sorted(
+            UpstreamBreaker.objects.not_closed().values_list("tenant__name", "state", "outage_started_at")
+        ):
+            state.add_metric([name, breaker_state], 1)
+            if since is not None:
+                outage.add_metric([name], (now - since).total_seconds())
+        yield state
+        yield outage
 
     def _upstream(self, since: datetime) -> Iterator[Metric]:
         recent = UpstreamAttempt.objects.filter(started_at__gte=since)

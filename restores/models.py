@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import ApiCredential, Tenant
-from restores.querysets import JobQuerySet, NumberResultQuerySet
+from restores.querysets import JobQuerySet, NumberResultQuerySet, UpstreamBreakerQuerySet
 
 
 class Job(models.Model):
@@ -243,3 +243,56 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class UpstreamBreaker(models.Model):
+    """The circuit breaker of a tenant's Multitel account, shared by every process
+    (docs/api.md#outages). No row: closed, never tripped.
+
+    ``closed``: numbers are claimed as usual. ``open``: a burst of retryable failures
+    (timeouts, connection errors, 429/502/503/504) was seen; nothing of the tenant is
+    claimed until ``retry_at``. ``half_open``: one probe (the claim ``probe_token``, until
+    ``probe_expires_at``) tests whether Multitel is back; its success closes the breaker,
+    its failure opens it again for a longer cooldown. ``outage_started_at`` is when the
+    breaker first opened since it was last closed.
+    """
+
+    class State(models.TextChoices):
+        CLOSED = "closed", "closed"
+        OPEN = "open", "open"
+        HALF_OPEN = "half_open", "half open (probing)"
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="upstream_breaker")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.CLOSED)
+    outage_started_at = models.DateTimeField(null=True, blank=True)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    cooldown_seconds = models.FloatField(default=0)
+    probe_token = models.CharField(max_length=32, blank=True, default="")
+    probe_expires_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=300, blank=True, default="")
+    changed_at = models.DateTimeField()
+
+    objects = UpstreamBreakerQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["state"], name="breaker_state")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.state}"
+
+
+class BreakerEvent(models.Model):
+    """One change of state of a tenant's upstream breaker (audit trail)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="breaker_events")
+    at = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=UpstreamBreaker.State.choices)
+    reason = models.CharField(max_length=300)
+    worker = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-at"], name="breaker_event_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.state} at {self.at:%Y-%m-%d %H:%M:%S}"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 from django.db import models
 
 if TYPE_CHECKING:
-    from restores.models import Job, NumberResult  # noqa: F401 (the querysets' type arguments)
+    from restores.models import Job, NumberResult, UpstreamBreaker  # noqa: F401 (the querysets' type arguments)
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -98,3 +98,10 @@ class NumberResultQuerySet(models.QuerySet["NumberResult"]):
     def sync_waiting(self, *, tenant_id: int, since: datetime) -> Self:
         """Numbers of the tenant's synchronous requests made since ``since`` not yet started."""
         return self.of_tenant(tenant_id).pending().filter(job__is_sync=True, job__created_at__gte=since)
+
+
+class UpstreamBreakerQuerySet(models.QuerySet["UpstreamBreaker"]):
+    def not_closed(self) -> Self:
+        """Open or half open: Multitel is down for the tenant (read by the state index)."""
+        State = self.model.State
+        return self.filter(state__in=[State.OPEN, State.HALF_OPEN])

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from restores.clients.upstream_health import account_health_forget
 from restores.fake_multitel import FakeMultitelServer, FakeMultitelState, start_in_thread
 from tests.support.harness import Stack, WebhookReceiver, start_stack
 from tests.support.parties import Party, make_outsider, make_party, multitel_credentials
@@ -26,6 +27,14 @@ def _rate_limits_off(settings: Any) -> None:
     cache = dict(settings.CACHES["default"])
     cache["KEY_PREFIX"] = f"test-{uuid.uuid4().hex}"
     settings.CACHES = {"default": cache}
+
+
+@pytest.fixture(autouse=True)
+def _upstream_health_fresh() -> Iterator[None]:
+    """What this process saw of Multitel accounts does not carry over (tenant ids are reused)."""
+    account_health_forget()
+    yield
+    account_health_forget()
 
 
 @pytest.fixture

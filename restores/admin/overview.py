@@ -11,10 +11,12 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from accounts.models import Tenant
 from portal.admin_utils import admin_url
+from restores.admin.breakers import breaker_summary
 from restores.admin.charts import GOOD_COLOR, STATUS_COLORS, svg_bar_chart, svg_column_chart
 from restores.models import Job
-from restores.selectors import OverviewWindow, overview
+from restores.selectors import OverviewWindow, breakers_not_closed, overview
 
 
 def overview_page(request: HttpRequest, *, model_admin: admin.ModelAdmin[Job]) -> HttpResponse:
@@ -27,6 +29,10 @@ def overview_page(request: HttpRequest, *, model_admin: admin.ModelAdmin[Job]) -
         "subtitle": None,
         "opts": model_admin.opts,
         "windows": [overview_context(window) for window in overview(now=timezone.now())],
+        "breakers": [
+            (breaker.tenant.name, admin_url(Tenant, "change", breaker.tenant_id), breaker_summary(breaker))
+            for breaker in breakers_not_closed()
+        ],
     }
     return TemplateResponse(request, "admin/restores/overview.html", context)
 

@@ -36,6 +36,7 @@ from restores.clients.multitel_envelope import (
     parse_response,
     seconds_text,
 )
+from restores.clients.upstream_health import AccountHealth
 
 # Below this many seconds left before the caller's deadline, no attempt is started.
 DEADLINE_MARGIN = 0.05
@@ -64,6 +65,10 @@ class RestoreOutcome:
     requires_identity_update: bool = False
     needs_registration: bool = False
     attempts: list[AttemptRecord] = field(default_factory=list)
+    # Not finished: the account's breaker opened before the number got an answer, so it
+    # goes back to be claimed again once Multitel answers (the result above is the last
+    # error seen, for a synchronous request, which cannot wait).
+    deferred: bool = False
 
 
 # --- The client -----------------------------------------------------------------
@@ -98,16 +103,26 @@ class MultitelClient:
         self.sleep = sleep
 
     def restore(
-        self, number: str, *, username: str, password: str, deadline: float | None = None
+        self,
+        number: str,
+        *,
+        username: str,
+        password: str,
+        deadline: float | None = None,
+        health: AccountHealth | None = None,
     ) -> RestoreOutcome:
         """Restore one number, retrying what is retryable; never raises for upstream faults.
 
         ``deadline`` is a ``time.monotonic()`` value after which no attempt is
-        started or waited for; the number then fails with 504.
+        started or waited for; the number then fails with 504. ``health`` is told of
+        every attempt; once it is open no further attempt is started and the outcome
+        comes back ``deferred``.
         """
         attempts: list[AttemptRecord] = []
         last_error: UpstreamError | None = None
         for attempt_number in range(1, self.max_attempts + 1):
+            if health is not None and health.is_open:
+                return _deferred(attempts, last_error)
             started_at = timezone.now()
             t0 = time.monotonic()
             envelope: Envelope | None = None
@@ -115,6 +130,11 @@ class MultitelClient:
                 envelope = self._attempt(number, username=username, password=password, deadline=deadline)
             except UpstreamError as exc:
                 last_error = exc
+            if health is not None:
+                if envelope is not None:
+                    health.attempt_done(retryable_failure=False)
+                elif last_error is not None and last_error.retryable:
+                    health.attempt_done(retryable_failure=True, error=last_error.detail or last_error.reason)
             attempts.append(
                 _attempt_record(
                     attempt_number=attempt_number,
@@ -146,6 +166,8 @@ class MultitelClient:
                 attempts=attempts,
             )
         assert last_error is not None
+        if health is not None and health.is_open and last_error.retryable:
+            return _deferred(attempts, last_error)
         return RestoreOutcome(
             success=False,
             status_code=last_error.status_code,
@@ -185,6 +207,24 @@ class MultitelClient:
                 exc, deadline=deadline, timeout=timeout, connect_timeout=connect_timeout
             ) from exc
         return parse_response(answer, secrets=_credential_forms(username, password))
+
+
+BREAKER_OPEN_MESSAGE = "Error: 'Multitel is unavailable (the upstream circuit breaker is open); not tried'"
+
+
+def _deferred(attempts: list[AttemptRecord], last_error: UpstreamError | None) -> RestoreOutcome:
+    """The outcome of a number whose calls stopped because the account's breaker opened."""
+    if last_error is None:
+        return RestoreOutcome(
+            success=False, status_code=503, message=BREAKER_OPEN_MESSAGE, attempts=attempts, deferred=True
+        )
+    return RestoreOutcome(
+        success=False,
+        status_code=last_error.status_code,
+        message=last_error.msg or f"Error: '{last_error.reason}'",
+        attempts=attempts,
+        deferred=True,
+    )
 
 
 def _upstream_error(

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 
-from restores.models import Job, UpstreamAttempt, WebhookDelivery
+from restores.models import Job, UpstreamAttempt, UpstreamBreaker, WebhookDelivery
 
 OVERVIEW_BUSIEST_TENANTS = 8
 
@@ -207,3 +207,13 @@ def overview(*, now: datetime) -> list[OverviewWindow]:
         overview_window(label="Last 24 hours", now=now, unit="hour", buckets=24),
         overview_window(label="Last 7 days", now=now, unit="day", buckets=7),
     ]
+
+
+def breakers_not_closed() -> list[UpstreamBreaker]:
+    """The tenants' upstream breakers that are open or probing, longest outage first."""
+    return list(
+        UpstreamBreaker.objects.not_closed()
+        .select_related("tenant")
+        .only("tenant__name", "state", "outage_started_at", "retry_at", "last_error", "changed_at")
+        .order_by("outage_started_at")
+    )

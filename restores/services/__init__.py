@@ -7,6 +7,7 @@ Callers import from this package; the modules are:
 
 - ``submission``: accept a job, restore it now (small) or queue it (large);
 - ``claims``: leases and the tenant's concurrency cap;
+- ``breaker``: the upstream circuit breaker of each tenant's Multitel account;
 - ``processing``: the sliding window of upstream calls, queued and synchronous;
 - ``recording``: outcomes written by the lease holder only;
 - ``completion``: one process completes a job and schedules its webhook;
@@ -14,9 +15,17 @@ Callers import from this package; the modules are:
 - ``recovery``: the sweeper;
 - ``idempotency``: ``Idempotency-Key``;
 - ``staff``: retry, cancel and resend, for the admin;
-- ``queue``: handing wake-up calls to django-q2.
+- ``queue``: handing wake-up calls to django-q2;
+- ``workers``: the name of the process at work.
 """
 
+from restores.services.breaker import (
+    Admission,
+    BreakerView,
+    breaker_admission,
+    breaker_outage_fail,
+    breaker_outcomes_record,
+)
 from restores.services.claims import (
     Claim,
     number_batch_claim,
@@ -24,7 +33,7 @@ from restores.services.claims import (
     tenant_sync_waiting,
     worker_name,
 )
-from restores.services.completion import job_complete_if_done, job_finish
+from restores.services.completion import job_complete_if_done, job_fail_pending, job_finish
 from restores.services.idempotency import (
     IdempotencyDecision,
     idempotency_key_begin,
@@ -36,7 +45,6 @@ from restores.services.processing import (
     CAP_POLL_SECONDS,
     UPSTREAM_AUTH_MESSAGE,
     UPSTREAM_AUTH_SKIPPED_MESSAGE,
-    job_fail_pending,
     job_process,
     job_run_sync,
 )
@@ -63,10 +71,15 @@ __all__ = [
     "CAP_POLL_SECONDS",
     "UPSTREAM_AUTH_MESSAGE",
     "UPSTREAM_AUTH_SKIPPED_MESSAGE",
+    "Admission",
+    "BreakerView",
     "CancelResult",
     "Claim",
     "IdempotencyDecision",
     "SweepReport",
+    "breaker_admission",
+    "breaker_outage_fail",
+    "breaker_outcomes_record",
     "idempotency_key_begin",
     "idempotency_key_finish",
     "idempotency_keys_purge",

@@ -8,8 +8,6 @@ database is the semaphore: a tenant's live leases never exceed its
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -23,22 +21,27 @@ from django.utils import timezone
 
 from accounts.models import Tenant
 from restores.models import Job, NumberResult
-
-
-def worker_name() -> str:
-    """Who is working: ``WORKER_NAME`` if set, else host and process id."""
-    return settings.WORKER_NAME or f"{socket.gethostname()}:{os.getpid()}"
+from restores.services.breaker import Admission, BreakerView, breaker_admission
+from restores.services.workers import worker_name
 
 
 @dataclass(frozen=True)
 class Claim:
     """What a claim won: ``results``, the numbers now leased with ``token``, in submission
     order. No results and ``capped``: the tenant's cap had no room, ask again later. No
-    results and not ``capped``: the job has nothing left to claim."""
+    results and not ``capped``: the job has nothing left to claim, unless ``held_back``."""
 
     token: str
     results: list[NumberResult]
     capped: bool = False
+    # The tenant's upstream breaker as the claim found it; when open (and this claim is
+    # not its probe) nothing was claimed: Multitel is down for the tenant.
+    breaker: BreakerView = BreakerView.CLOSED
+    probe: bool = False
+
+    @property
+    def held_back(self) -> bool:
+        return self.breaker.is_open and not self.probe
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ def number_batch_claim(
     workers never queue behind each other; everywhere, the conditional UPDATE
     (``status = pending``) decides, and its row count says what was won.
 
+    The tenant's upstream breaker (``breaker``) decides first: while it is open nothing
+    is claimed; the one claim that probes it takes one number.
+
     Synchronous requests come first: a claim for queued work (``for_sync`` false)
     leaves room for the numbers of the tenant's synchronous requests still waiting
     for a slot, so a client waiting on its answer is never starved by a big job.
@@ -108,6 +114,11 @@ def number_batch_claim(
     with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
+        admission, breaker = breaker_admission(tenant_id=tenant.pk, token=token, for_sync=for_sync, now=now)
+        if admission is Admission.NONE:
+            return Claim(token=token, results=[], breaker=breaker)
+        if admission is Admission.PROBE:
+            limit = 1
 
         def search(*, limit: int, after: int) -> _Found:
             return _candidates_lease(
@@ -129,8 +140,19 @@ def number_batch_claim(
         if not found.complete:
             # Another writer changed a candidate between the lock and the update (not
             # expected under the locks taken): read back what was really won.
-            return Claim(token=token, results=list(NumberResult.objects.held_by(token).order_by("position")))
-    return Claim(token=token, results=found.results, capped=found.capped)
+            return Claim(
+                token=token,
+                results=list(NumberResult.objects.held_by(token).order_by("position")),
+                breaker=breaker,
+                probe=admission is Admission.PROBE,
+            )
+    return Claim(
+        token=token,
+        results=found.results,
+        capped=found.capped,
+        breaker=breaker,
+        probe=admission is Admission.PROBE,
+    )
 
 
 def _merged(found: _Found, rest: _Found) -> _Found:

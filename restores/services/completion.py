@@ -7,9 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from restores.models import Job
+from restores.models import Job, NumberResult
 from restores.selectors import job_remaining_count
 from restores.services.queue import enqueue_on_commit
 from restores.services.webhooks import webhook_message_new
@@ -69,3 +70,20 @@ def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
         return False
     logger.info("job completed", extra={"job_uuid": str(job.uuid), "tenant": job.tenant.name})
     return True
+
+
+def job_fail_pending(*, job_id: int, status_code: int | None, message: str) -> int:
+    """End every number of the job not yet claimed as failed, without calling upstream;
+    returns how many. In the caller's transaction when there is one."""
+    now = timezone.now()
+    with transaction.atomic(savepoint=False):
+        failed = (
+            NumberResult.objects.of_job(job_id)
+            .pending()
+            .release(
+                status=NumberResult.Status.FAILED, status_code=status_code, message=message, completed_at=now
+            )
+        )
+        if failed:
+            Job.objects.filter(pk=job_id).update(failure_count=F("failure_count") + failed, heartbeat_at=now)
+    return failed

@@ -29,7 +29,8 @@ def number_results_record(
     """Write outcomes of numbers still leased with ``token``, their attempts and live counts;
     returns how many results were written. In the caller's transaction when there is one.
 
-    Attempts are stored whatever happened to the lease: they were real calls.
+    Attempts are stored whatever happened to the lease: they were real calls. A
+    ``deferred`` outcome (the tenant's breaker opened) puts its number back to pending.
     Numbers with the same outcome (usually all of a batch) are written by one
     conditional UPDATE (still leased with ``token``), whose row count says how
     many were this holder's to write.
@@ -55,6 +56,8 @@ def number_results_record(
                 )
                 for a in outcome.attempts
             )
+            if outcome.deferred:
+                continue
             key = (
                 outcome.success,
                 outcome.status_code,
@@ -65,6 +68,13 @@ def number_results_record(
             )
             groups.setdefault(key, []).append(pk)
         successes = failures = 0
+        deferred = [pk for pk, outcome in outcomes.items() if outcome.deferred]
+        for pk in deferred:
+            # Cut short by the tenant's open breaker: pending again, to be claimed once
+            # Multitel answers; the calls made are counted, no result is written.
+            NumberResult.objects.filter(pk=pk).held_by(token).release(
+                status=NumberResult.Status.PENDING, attempts=F("attempts") + len(outcomes[pk].attempts)
+            )
         for (success, status_code, message, identity, registration, tries), pks in groups.items():
             written = (
                 NumberResult.objects.filter(pk__in=pks)

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from portal.logs import log_context
 from restores.models import Job, NumberResult
+from restores.services.breaker import breaker_outage_fail
 from restores.services.completion import job_complete_if_done
 from restores.services.idempotency import idempotency_keys_purge
 from restores.services.queue import enqueue
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SweepReport:
     leases_reclaimed: int
+    outage_failed: int
     jobs_requeued: int
     jobs_completed: int
     webhooks_due: int
@@ -33,21 +35,27 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
     - active jobs with pending numbers that nobody touched for ``stale_after``
       seconds (their queue message was lost) are enqueued again;
     - active jobs whose numbers are all final (the completer died) are completed;
-    - webhooks whose next attempt is due are enqueued.
+    - webhooks whose next attempt is due are enqueued;
+    - numbers an upstream outage has held back longer than ``UPSTREAM_OUTAGE_MAX`` fail.
     Duplicate wake-ups are harmless: claims and completion are conditional.
     """
     now = now or timezone.now()
     stale_after = settings.RESTORE_STALE_SECONDS if stale_after is None else stale_after
     reclaimed = NumberResult.objects.lease_expired(now).release(status=NumberResult.Status.PENDING)
+    outage_failed = breaker_outage_fail(now=now)
     requeued, completed = _idle_jobs_wake(now=now, idle_after=stale_after)
     due = list(Job.objects.webhook_due(now).values_list("pk", flat=True)[:1000])
     for job_id in due:
         enqueue("restores.tasks.deliver_webhook", job_id)
     idempotency_keys_purge(now=now)
     report = SweepReport(
-        leases_reclaimed=reclaimed, jobs_requeued=requeued, jobs_completed=completed, webhooks_due=len(due)
+        leases_reclaimed=reclaimed,
+        outage_failed=outage_failed,
+        jobs_requeued=requeued,
+        jobs_completed=completed,
+        webhooks_due=len(due),
     )
-    if reclaimed or requeued or completed or due:
+    if reclaimed or outage_failed or requeued or completed or due:
         logger.info("sweep: %s", report)
     return report
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 
 from portal.logs import log_context
 from restores.models import Job, NumberResult
-from restores.services.completion import job_finish
-from restores.services.processing import _fanout, job_fail_pending
+from restores.services.completion import job_fail_pending, job_finish
+from restores.services.processing import _fanout
 from restores.services.queue import enqueue_on_commit
 from restores.services.webhooks import webhook_message_new
 

@@ -25,6 +25,7 @@ AUDITOR = {
     "restores.view_numberresult",
     "restores.view_upstreamattempt",
     "restores.view_webhookdelivery",
+    "restores.view_breakerevent",
     "admin.view_logentry",
     "axes.view_accessattempt",
     "axes.view_accesslog",
@@ -48,6 +49,7 @@ MODELS = (
     "restores/numberresult",
     "restores/upstreamattempt",
     "restores/webhookdelivery",
+    "restores/breakerevent",
     "admin/logentry",
 )
 

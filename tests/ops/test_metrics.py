@@ -12,7 +12,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
+from restores import services
+from restores.models import Job, NumberResult, UpstreamAttempt, UpstreamBreaker, WebhookDelivery
 from tests.support.parties import Party, make_party
 
 pytestmark = pytest.mark.django_db
@@ -253,8 +254,25 @@ def test_it_reports_every_family_with_the_right_types(activity: None) -> None:
         "portal_upstream_attempts": "gauge",
         "portal_upstream_errors": "gauge",
         "portal_webhook_deliveries": "gauge",
+        "portal_upstream_breaker_open": "gauge",
+        "portal_upstream_outage_seconds": "gauge",
         "portal_metrics_scrape_duration_seconds": "gauge",
     }
+
+
+def test_it_reports_the_tenants_whose_upstream_breaker_is_open(activity: None, owner: Party) -> None:
+    assert owner.tenant is not None
+    services.breaker_outcomes_record(tenant_id=owner.tenant.pk, outcomes=[], tripped=True)
+    UpstreamBreaker.objects.filter(tenant=owner.tenant).update(
+        outage_started_at=timezone.now() - timedelta(seconds=90)
+    )
+
+    m = samples(scrape().content.decode())
+
+    assert value(m, "portal_upstream_breaker_open", tenant="owner", state="open") == 1
+    assert 90 <= (value(m, "portal_upstream_outage_seconds", tenant="owner") or 0) < 120
+    listed = [dict(labels)["tenant"] for name, labels in m if name == "portal_upstream_breaker_open"]
+    assert listed == ["owner"]
 
 
 def test_it_counts_jobs_and_numbers_of_the_last_24_hours_by_tenant(activity: None) -> None:

@@ -374,7 +374,7 @@ def test_it_leaves_live_leases_and_busy_jobs_alone(owner: Party, enqueued: list[
 
     report = services.jobs_sweep(stale_after=60)
 
-    assert report == services.SweepReport(0, 0, 0, 0)
+    assert report == services.SweepReport(0, 0, 0, 0, 0)
     assert enqueued == []
 
 
