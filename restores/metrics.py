@@ -132,7 +132,7 @@ class RestoresCollector(Collector):
 
         in_flight = _gauge(
             "portal_numbers_in_flight",
-            "Numbers leased by a worker now (upstream calls in flight), by tenant.",
+            "Numbers leased by a worker now (in flight upstream, or next in its line), by tenant.",
             ["tenant"],
         )
         # Served by the partial index on leased numbers.

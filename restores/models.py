@@ -6,7 +6,12 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import ApiCredential, Tenant
-from restores.querysets import JobQuerySet, NumberResultQuerySet, UpstreamBreakerQuerySet
+from restores.querysets import (
+    JobQuerySet,
+    NumberResultQuerySet,
+    SlotLeaseQuerySet,
+    UpstreamBreakerQuerySet,
+)
 
 
 class Job(models.Model):
@@ -296,3 +301,25 @@ class BreakerEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.state} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+class SlotLease(models.Model):
+    """Slots of a tenant's concurrency cap held by one task: at most that many of its upstream
+    calls in flight. The live slots of a tenant never exceed its ``max_concurrency``; a lease
+    its holder stops renewing runs out after ``RESTORE_LEASE_SECONDS``."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="+")
+    token = models.CharField(max_length=32, unique=True)
+    slots = models.PositiveIntegerField()
+    for_sync = models.BooleanField(default=False)
+    holder = models.CharField(max_length=200)
+    expires_at = models.DateTimeField()
+
+    objects = SlotLeaseQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "expires_at"], name="slot_tenant_expires")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.slots} until {self.expires_at:%H:%M:%S}"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Self
 from django.db import models
 
 if TYPE_CHECKING:
-    from restores.models import Job, NumberResult, UpstreamBreaker  # noqa: F401 (the querysets' type arguments)
+    from restores.models import Job, NumberResult, SlotLease, UpstreamBreaker  # noqa: F401 (the querysets' type arguments)
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -105,3 +105,13 @@ class UpstreamBreakerQuerySet(models.QuerySet["UpstreamBreaker"]):
         """Open or half open: Multitel is down for the tenant (read by the state index)."""
         State = self.model.State
         return self.filter(state__in=[State.OPEN, State.HALF_OPEN])
+
+
+class SlotLeaseQuerySet(models.QuerySet["SlotLease"]):
+    def live(self, now: datetime) -> Self:
+        """Held right now: their holder renewed them in time."""
+        return self.filter(expires_at__gt=now)
+
+    def expired(self, now: datetime) -> Self:
+        """Not renewed in time: their holder died."""
+        return self.filter(expires_at__lte=now)

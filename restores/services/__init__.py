@@ -6,7 +6,9 @@ wake-up calls. A number is ``pending`` until a worker claims it under a lease,
 Callers import from this package; the modules are:
 
 - ``submission``: accept a job, restore it now (small) or queue it (large);
-- ``claims``: leases and the tenant's concurrency cap;
+- ``claims``: number leases;
+- ``slots``: the tenant's concurrency cap, shared out as call slots;
+- ``window``: one task's pipeline of upstream calls within its slots;
 - ``breaker``: the upstream circuit breaker of each tenant's Multitel account;
 - ``processing``: the sliding window of upstream calls, queued and synchronous;
 - ``recording``: outcomes written by the lease holder only;
@@ -26,13 +28,7 @@ from restores.services.breaker import (
     breaker_outage_fail,
     breaker_outcomes_record,
 )
-from restores.services.claims import (
-    Claim,
-    number_batch_claim,
-    tenant_in_flight,
-    tenant_sync_waiting,
-    worker_name,
-)
+from restores.services.claims import Claim, number_batch_claim, tenant_in_flight
 from restores.services.completion import job_complete_if_done, job_fail_pending, job_finish
 from restores.services.idempotency import (
     IdempotencyDecision,
@@ -40,16 +36,15 @@ from restores.services.idempotency import (
     idempotency_key_finish,
     idempotency_keys_purge,
 )
-from restores.services.processing import (
-    CAP_POLL_BACKOFF_MAX,
-    CAP_POLL_SECONDS,
-    UPSTREAM_AUTH_MESSAGE,
-    UPSTREAM_AUTH_SKIPPED_MESSAGE,
-    job_process,
-    job_run_sync,
-)
+from restores.services.processing import job_process, job_run_sync
 from restores.services.recording import number_results_record
 from restores.services.recovery import SweepReport, jobs_orphaned_wake, jobs_sweep
+from restores.services.slots import (
+    slots_acquire,
+    slots_set,
+    tenant_slots_in_use,
+    tenant_sync_waiting,
+)
 from restores.services.staff import (
     CANCELLED_MESSAGE,
     CancelResult,
@@ -64,6 +59,15 @@ from restores.services.webhooks import (
     webhook_message_new,
     webhook_retry_delays,
 )
+from restores.services.window import (
+    CAP_POLL_BACKOFF_MAX,
+    CAP_POLL_SECONDS,
+    UPSTREAM_AUTH_MESSAGE,
+    UPSTREAM_AUTH_SKIPPED_MESSAGE,
+    WindowEnd,
+    restore_window,
+)
+from restores.services.workers import worker_name
 
 __all__ = [
     "CANCELLED_MESSAGE",
@@ -77,6 +81,7 @@ __all__ = [
     "Claim",
     "IdempotencyDecision",
     "SweepReport",
+    "WindowEnd",
     "breaker_admission",
     "breaker_outage_fail",
     "breaker_outcomes_record",
@@ -98,7 +103,11 @@ __all__ = [
     "jobs_sweep",
     "number_batch_claim",
     "number_results_record",
+    "restore_window",
+    "slots_acquire",
+    "slots_set",
     "tenant_in_flight",
+    "tenant_slots_in_use",
     "tenant_sync_waiting",
     "webhook_delivery_record",
     "webhook_message_new",

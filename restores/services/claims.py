@@ -1,9 +1,10 @@
-"""Leases and the tenant's concurrency cap: who may call upstream for which number.
+"""Leases: which worker may call upstream for which number.
 
 A number is ``pending`` until a worker claims it under a lease
-(``lease_token``, ``lease_expires_at``), ``processing`` while it is leased. The
-database is the semaphore: a tenant's live leases never exceed its
-``max_concurrency``, across every process and host.
+(``lease_token``, ``lease_expires_at``), ``processing`` while it is leased. A
+worker claims a few numbers more than it has calls in flight, so that a call
+that ends is followed by the next at once; how many calls it may have in
+flight is a matter of the tenant's call slots (``slots``), not of its leases.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -28,12 +30,10 @@ from restores.services.workers import worker_name
 @dataclass(frozen=True)
 class Claim:
     """What a claim won: ``results``, the numbers now leased with ``token``, in submission
-    order. No results and ``capped``: the tenant's cap had no room, ask again later. No
-    results and not ``capped``: the job has nothing left to claim, unless ``held_back``."""
+    order. No results: the job has nothing left to claim, unless ``held_back``."""
 
     token: str
     results: list[NumberResult]
-    capped: bool = False
     # The tenant's upstream breaker as the claim found it; when open (and this claim is
     # not its probe) nothing was claimed: Multitel is down for the tenant.
     breaker: BreakerView = BreakerView.CLOSED
@@ -44,34 +44,9 @@ class Claim:
         return self.breaker.is_open and not self.probe
 
 
-@dataclass(frozen=True)
-class _Found:
-    """One search for candidates: what was won, whether the cap left no room, whether the
-    job ran out of candidates before the room did, and whether ``results`` are the rows as
-    updated (False: another writer interfered and they must be read back)."""
-
-    results: list[NumberResult]
-    capped: bool = False
-    short: bool = False
-    complete: bool = True
-
-
 def tenant_in_flight(*, tenant_id: int, now: datetime | None = None) -> int:
-    """Numbers of the tenant leased right now: its upstream calls in flight."""
+    """Numbers of the tenant leased right now: in flight upstream, or next in a worker's line."""
     return NumberResult.objects.leased(now or timezone.now()).of_tenant(tenant_id).count()
-
-
-def tenant_sync_waiting(*, tenant_id: int, now: datetime | None = None) -> int:
-    """Numbers of the tenant's synchronous requests not yet started: what queued work must
-    leave room for. Only requests within their ``SYNC_DEADLINE`` count, so a request whose
-    process died holds nothing back for long."""
-    return NumberResult.objects.sync_waiting(
-        tenant_id=tenant_id, since=_sync_since(now or timezone.now())
-    ).count()
-
-
-def _sync_since(now: datetime) -> datetime:
-    return now - timedelta(seconds=settings.SYNC_DEADLINE)
 
 
 def number_batch_claim(
@@ -82,86 +57,65 @@ def number_batch_claim(
     for_sync: bool = False,
     after: int = -1,
     now: datetime | None = None,
+    breaker_checked: bool = False,
 ) -> Claim:
-    """Lease up to ``limit`` pending numbers of a job, in submission order, within the tenant's cap.
+    """Lease up to ``limit`` pending numbers of a job, in submission order.
 
     Runs in the caller's transaction when there is one (so that a worker records its
-    finished calls and refills their slots at one commit), else in its own.
-
-    The database is the semaphore: the tenant's live leases are counted and
-    the claim made in one transaction, serialised per tenant (a row lock on
-    the tenant on PostgreSQL; SQLite's IMMEDIATE transactions serialise all
-    writers). Candidate rows are locked with SKIP LOCKED on PostgreSQL so that
-    workers never queue behind each other; everywhere, the conditional UPDATE
-    (``status = pending``) decides, and its row count says what was won.
+    finished calls and claims more at one commit), else in its own. Candidate rows are
+    locked with SKIP LOCKED on PostgreSQL so that workers never queue behind each other;
+    everywhere, the conditional UPDATE (``status = pending``) decides, and its row count
+    says what was won.
 
     The tenant's upstream breaker (``breaker``) decides first: while it is open nothing
-    is claimed; the one claim that probes it takes one number.
-
-    Synchronous requests come first: a claim for queued work (``for_sync`` false)
-    leaves room for the numbers of the tenant's synchronous requests still waiting
-    for a slot, so a client waiting on its answer is never starved by a big job.
+    is claimed; the one claim that probes it takes one number (never a synchronous
+    request's: a client is waiting). ``breaker_checked``: the caller found it closed a
+    moment ago and has seen no failure since, so it is not read again.
 
     ``after`` is the highest position the caller claimed before. Candidates are
     looked for after it first: the front of a job's queue is a run of index
     entries of numbers already claimed, which a scan from the first position
     would walk on every claim (a cost that grows with the job). When that leaves
     the claim short, the rest is looked for from the start, where numbers
-    returned to ``pending`` (by the sweeper or a retry) may be.
+    returned to ``pending`` (by the sweeper, the breaker or a retry) may be, and
+    then among numbers whose holder stopped renewing their lease.
     """
     token = uuid.uuid4().hex
     now = now or timezone.now()
     with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
-        admission, breaker = breaker_admission(tenant_id=tenant.pk, token=token, for_sync=for_sync, now=now)
+        admission, breaker = Admission.ALL, BreakerView.CLOSED
+        if not breaker_checked:
+            admission, breaker = breaker_admission(
+                tenant_id=tenant.pk, token=token, for_sync=for_sync, now=now
+            )
         if admission is Admission.NONE:
             return Claim(token=token, results=[], breaker=breaker)
         if admission is Admission.PROBE:
             limit = 1
-
-        def search(*, limit: int, after: int) -> _Found:
-            return _candidates_lease(
-                job_id=job_id,
-                tenant=tenant,
-                limit=limit,
-                now=now,
-                for_sync=for_sync,
-                token=token,
-                after=after,
-            )
-
-        found = search(limit=limit, after=after)
-        if after >= 0 and found.short and found.complete:
-            found = _merged(found, search(limit=limit - len(found.results), after=-1))
-        if found.short and found.complete and _expired_leases_release(job_id=job_id, now=now):
-            # Numbers whose holder stopped renewing its lease (it died) are pending again.
-            found = _merged(found, search(limit=limit - len(found.results), after=-1))
-        if not found.complete:
-            # Another writer changed a candidate between the lock and the update (not
+        results = _candidates_lease(job_id=job_id, limit=limit, now=now, token=token, after=after)
+        if results is not None and after >= 0 and len(results) < limit:
+            results = _more(results, job_id=job_id, limit=limit, now=now, token=token)
+        if results is not None and len(results) < limit and _expired_leases_release(job_id=job_id, now=now):
+            # Numbers whose holder stopped renewing their lease (it died) are pending again.
+            results = _more(results, job_id=job_id, limit=limit, now=now, token=token)
+        if results is None:
+            # Another writer changed a candidate between the read and the update (not
             # expected under the locks taken): read back what was really won.
-            return Claim(
-                token=token,
-                results=list(NumberResult.objects.held_by(token).order_by("position")),
-                breaker=breaker,
-                probe=admission is Admission.PROBE,
-            )
+            results = list(NumberResult.objects.held_by(token).order_by("position"))
     return Claim(
         token=token,
-        results=found.results,
-        capped=found.capped,
+        results=sorted(results, key=lambda r: r.position),
         breaker=breaker,
         probe=admission is Admission.PROBE,
     )
 
 
-def _merged(found: _Found, rest: _Found) -> _Found:
-    return _Found(
-        results=found.results + rest.results,
-        capped=rest.capped and not found.results,
-        short=rest.short,
-        complete=rest.complete,
-    )
+def _more(
+    results: list[NumberResult], *, job_id: int, limit: int, now: datetime, token: str
+) -> list[NumberResult] | None:
+    """``results`` and the rest of ``limit`` looked for from the start of the job."""
+    rest = _candidates_lease(job_id=job_id, limit=limit - len(results), now=now, token=token, after=-1)
+    return None if rest is None else results + rest
 
 
 def _expired_leases_release(*, job_id: int, now: datetime) -> int:
@@ -188,27 +142,19 @@ def leases_renew(*, tokens: Iterable[str], job_id: int, now: datetime | None = N
 
 
 def _candidates_lease(
-    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool, token: str, after: int
-) -> _Found:
-    """Lease up to ``limit`` pending numbers of the job after position ``after``, within the
-    room the tenant's cap leaves, with the tenant's lock held (or SQLite's writer lock).
+    *, job_id: int, limit: int, now: datetime, token: str, after: int
+) -> list[NumberResult] | None:
+    """Lease up to ``limit`` pending numbers of the job after position ``after``; None when
+    another writer interfered and what was won must be read back.
 
     The candidates are read with the lock that the UPDATE needs anyway, so when
     every one is won they are returned as updated, without reading them again.
     """
     if connection.vendor == "postgresql":
-        return _candidates_lease_postgresql(
-            job_id=job_id, tenant=tenant, limit=limit, now=now, for_sync=for_sync, token=token, after=after
-        )
-    room = tenant.max_concurrency - tenant_in_flight(tenant_id=tenant.pk, now=now)
-    if room > 0 and not for_sync:
-        room -= tenant_sync_waiting(tenant_id=tenant.pk, now=now)
-    if room <= 0:
-        return _Found(results=[], capped=True)
-    wanted = min(limit, room)
-    rows = list(NumberResult.objects.claimable().of_job(job_id).filter(position__gt=after)[:wanted])
+        return _candidates_lease_postgresql(job_id=job_id, limit=limit, now=now, token=token, after=after)
+    rows = list(NumberResult.objects.claimable().of_job(job_id).filter(position__gt=after)[:limit])
     if not rows:
-        return _Found(results=[], short=True)
+        return []
     lease_expires_at = now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
     claimed_by = worker_name()
     won = (
@@ -223,85 +169,52 @@ def _candidates_lease(
         )
     )
     if won != len(rows):
-        return _Found(results=[], complete=not won)
+        return None if won else []
     for row in rows:
         row.status = NumberResult.Status.PROCESSING
         row.lease_token = token
         row.lease_expires_at = lease_expires_at
         row.started_at = row.started_at or now
         row.claimed_by = claimed_by
-    return _Found(results=rows, short=len(rows) < wanted)
+    return rows
 
 
-# ``leased`` and ``sync_waiting`` are compiled from the querysets of the same names, so
-# that "leased right now" is one rule everywhere; ``picked`` is ``claimable()`` of the job
-# after ``after``, written out for its LIMIT taken from ``room`` and its SKIP LOCKED.
+# ``picked`` is ``claimable()`` of the job after ``after``, written out for its SKIP LOCKED.
 _PG_CLAIM_SQL = """
-WITH leased AS MATERIALIZED ({leased}),
-room AS (
-    SELECT %s
-        - (SELECT count(*) FROM leased l JOIN {job} j ON j.id = l.job_id WHERE j.tenant_id = %s)
-        - (CASE WHEN %s THEN 0 ELSE (SELECT count(*) FROM ({sync_waiting}) AS w) END) AS n
-),
-picked AS (
+WITH picked AS (
     SELECT r.id FROM {result} r JOIN {job} j ON j.id = r.job_id
     WHERE r.job_id = %s AND r.status = %s AND r.position > %s AND j.status = ANY(%s)
     ORDER BY r.position
-    LIMIT (SELECT greatest(least(%s, n), 0) FROM room)
+    LIMIT %s
     FOR UPDATE OF r SKIP LOCKED
-),
-won AS (
-    UPDATE {result} SET status = %s, lease_token = %s, lease_expires_at = %s,
-        started_at = coalesce(started_at, %s), claimed_by = %s
-    WHERE id IN (SELECT id FROM picked) AND status = %s
-    RETURNING {columns}
 )
-SELECT (SELECT n FROM room), won.* FROM (SELECT 1) AS one LEFT JOIN won ON true ORDER BY won.position
+UPDATE {result} SET status = %s, lease_token = %s, lease_expires_at = %s,
+    started_at = coalesce(started_at, %s), claimed_by = %s
+WHERE id IN (SELECT id FROM picked) AND status = %s
+RETURNING {columns}
 """
 
 
 def _candidates_lease_postgresql(
-    *, job_id: int, tenant: Tenant, limit: int, now: datetime, for_sync: bool, token: str, after: int
-) -> _Found:
-    """``_candidates_lease`` on PostgreSQL, with the tenant's row already locked: the room
-    left in the cap, the candidates (``SKIP LOCKED``) and the conditional UPDATE in one
-    statement, so that the tenant's lock, which every refill of its slots needs, is held
-    for two round trips and a commit. The statement's snapshot is taken after the lock
-    was granted, so the count of calls in flight sees every claim committed before. That
-    count starts from the leases in force (a few per tenant), not from the tenant's jobs
-    (a year of them)."""
+    *, job_id: int, limit: int, now: datetime, token: str, after: int
+) -> list[NumberResult]:
+    """``_candidates_lease`` on PostgreSQL: the candidates (``SKIP LOCKED``) and the
+    conditional UPDATE in one statement, one round trip."""
     meta = NumberResult._meta
     fields = meta.concrete_fields
-    leased_sql, leased_params = (
-        NumberResult.objects.leased(now).order_by().values("job_id").query.sql_with_params()
-    )
-    waiting_sql, waiting_params = (
-        NumberResult.objects.sync_waiting(tenant_id=tenant.pk, since=_sync_since(now))
-        .order_by()
-        .values("id")
-        .query.sql_with_params()
-    )
     sql = _PG_CLAIM_SQL.format(
-        leased=leased_sql,
-        sync_waiting=waiting_sql,
         result=connection.ops.quote_name(meta.db_table),
         job=connection.ops.quote_name(Job._meta.db_table),
         columns=", ".join(connection.ops.quote_name(str(field.column)) for field in fields),
     )
     pending = NumberResult.Status.PENDING.value
-    processing = NumberResult.Status.PROCESSING.value
-    params = [
-        *leased_params,
-        tenant.max_concurrency,
-        tenant.pk,
-        for_sync,
-        *waiting_params,
+    params: list[Any] = [
         job_id,
         pending,
         after,
         [status.value for status in Job.ACTIVE_STATUSES],
         limit,
-        processing,
+        NumberResult.Status.PROCESSING.value,
         token,
         now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS),
         now,
@@ -311,12 +224,7 @@ def _candidates_lease_postgresql(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    room = rows[0][0]
-    if room <= 0:
-        return _Found(results=[], capped=True)
     results = [
-        NumberResult.from_db(connection.alias, [field.attname for field in fields], row[1:])
-        for row in rows
-        if row[1] is not None
+        NumberResult.from_db(connection.alias, [field.attname for field in fields], row) for row in rows
     ]
-    return _Found(results=results, short=len(results) < min(limit, room))
+    return sorted(results, key=lambda r: r.position)

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from portal.logs import log_context
-from restores.models import Job, NumberResult
+from restores.models import Job, NumberResult, SlotLease
 from restores.services.breaker import breaker_outage_fail
 from restores.services.completion import job_complete_if_done
 from restores.services.idempotency import idempotency_keys_purge
@@ -42,6 +42,7 @@ def jobs_sweep(*, now: datetime | None = None, stale_after: float | None = None)
     now = now or timezone.now()
     stale_after = settings.RESTORE_STALE_SECONDS if stale_after is None else stale_after
     reclaimed = NumberResult.objects.lease_expired(now).release(status=NumberResult.Status.PENDING)
+    SlotLease.objects.expired(now).delete()  # their holders died
     outage_failed = breaker_outage_fail(now=now)
     requeued, completed = _idle_jobs_wake(now=now, idle_after=stale_after)
     due = list(Job.objects.webhook_due(now).values_list("pk", flat=True)[:1000])

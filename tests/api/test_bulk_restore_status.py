@@ -115,8 +115,8 @@ def test_it_shows_pending_numbers_of_a_queued_job(owner, enqueued):
 def test_it_shows_live_counts_while_a_job_is_processed(owner, fake_multitel, enqueued, settings):
     queued = submit(owner.client, QUEUED)
     job_id = Job.objects.get(uuid=queued["job_uuid"]).pk
-    settings.RESTORE_TASK_SLICE_SECONDS = 0  # one batch, then hand over
-    settings.RESTORE_BATCH_SIZE = 4
+    settings.RESTORE_TASK_SLICE_SECONDS = 0  # one claim, then hand over
+    settings.RESTORE_BATCH_SIZE = 2  # two slots, each with a number in line: four numbers
 
     services.job_process(job_id=job_id)
     body = status(owner.client, job_uuid=queued["job_uuid"]).json()

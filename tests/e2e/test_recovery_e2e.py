@@ -118,7 +118,8 @@ def test_it_finishes_a_job_whose_every_worker_was_killed_mid_job(stack: Stack) -
     final_at_kill = set(at_kill["success"]) | set(at_kill["failed"])
     assert 40 <= len(final_at_kill) < len(numbers), at_kill
     # The test must exercise expired leases: numbers were in flight when the workers died.
-    assert 1 <= len(leased_at_kill) <= CAP, at_kill
+    # Leased: at most one number in flight and one in line for each slot of the cap.
+    assert 1 <= len(leased_at_kill) <= 2 * CAP, at_kill
 
     for name in ("worker-c", "worker-d"):
         stack.start_worker(name)
@@ -132,13 +133,14 @@ def test_it_finishes_a_job_whose_every_worker_was_killed_mid_job(stack: Stack) -
         ".values_list('number', 'claimed_by'))))"
     )
     assert {claimed_by[n] for n in leased_at_kill} <= {"worker-c", "worker-d"}
-    # Upstream: every number called exactly once, except those in flight at the
-    # kill (at most the tenant's cap), which may have been called a second time.
+    # Upstream: every number called exactly once, except those the kill left unrecorded
+    # (in flight, or finished and not yet recorded: at most two per slot of the cap),
+    # which may have been called a second time.
     calls = stack.fake_stats()["calls_by_number"]
     called_twice = {n for n in numbers if calls.get(n) == 2}
     assert all(calls.get(n) in (1, 2) for n in numbers), {n: calls.get(n) for n in numbers}
     assert called_twice <= leased_at_kill
-    assert len(called_twice) <= CAP
+    assert len(called_twice) <= 2 * CAP
     assert all(calls[n] == 1 for n in final_at_kill)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import socket
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
+from django.conf import settings
 from django.utils import timezone
 
 from restores import services
@@ -114,41 +114,14 @@ def test_it_claims_after_its_last_position_first_then_numbers_returned_before_it
     assert not NumberResult.objects.filter(job=job, status="pending").exists()
 
 
-def test_it_keeps_to_the_cap_when_a_claim_after_a_position_falls_short(owner: Party, enqueued: Any) -> None:
-    assert owner.tenant is not None
-    owner.tenant.max_concurrency = 12
-    owner.tenant.save()
-    job = _async_job(owner, 30)
-    services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=10)
-
-    claim = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=9)
-
-    assert [r.position for r in claim.results] == [10, 11]
-    assert not claim.capped
-    assert services.tenant_in_flight(tenant_id=owner.tenant.pk) == 12
-    assert services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=11).capped
+def _hold(party: Party, job: Job, want: int, *, token: str = "", for_sync: bool = False) -> int:
+    assert party.tenant is not None
+    return services.slots_acquire(
+        tenant=party.tenant, token=token or uuid.uuid4().hex, job_id=job.pk, want=want, for_sync=for_sync
+    )
 
 
-def test_it_does_not_search_again_when_the_cap_not_the_job_cut_a_claim_short(
-    owner: Party, enqueued: Any
-) -> None:
-    assert owner.tenant is not None
-    owner.tenant.max_concurrency = 12
-    owner.tenant.save()
-    job = _async_job(owner, 30)
-    services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=10)
-
-    with CaptureQueriesContext(connection) as filled:
-        first = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=1, after=9)
-    with CaptureQueriesContext(connection) as cut_by_cap:
-        second = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=5, after=10)
-
-    assert [r.position for r in first.results] == [10]
-    assert [r.position for r in second.results] == [11]  # room for one more only
-    assert len(cut_by_cap.captured_queries) == len(filled.captured_queries)
-
-
-def test_it_never_claims_beyond_the_tenants_cap_across_its_jobs(
+def test_it_never_holds_more_slots_than_the_tenants_cap_across_its_jobs(
     owner: Party, second: Party, enqueued: Any
 ) -> None:
     assert owner.tenant is not None and second.tenant is not None
@@ -157,15 +130,39 @@ def test_it_never_claims_beyond_the_tenants_cap_across_its_jobs(
     first_job, second_job = _async_job(owner, 12), _async_job(owner, 12)
     others_job = _async_job(second, 12)
 
-    a = services.number_batch_claim(job_id=first_job.pk, tenant=owner.tenant, limit=3)
-    b = services.number_batch_claim(job_id=second_job.pk, tenant=owner.tenant, limit=3)
-    c = services.number_batch_claim(job_id=second_job.pk, tenant=owner.tenant, limit=3)
-    other = services.number_batch_claim(job_id=others_job.pk, tenant=second.tenant, limit=3)
+    held = [_hold(owner, first_job, 3), _hold(owner, second_job, 3), _hold(owner, second_job, 3)]
+    other = _hold(second, others_job, 3)
 
-    assert (len(a.results), len(b.results), len(c.results)) == (3, 1, 0)
-    assert c.capped is True
-    assert len(other.results) == 3  # another tenant's cap is its own
-    assert services.tenant_in_flight(tenant_id=owner.tenant.pk) == 4
+    assert held == [3, 1, 0]
+    assert other == 3  # another tenant's cap is its own
+    assert services.tenant_slots_in_use(tenant_id=owner.tenant.pk) == 4
+
+
+def test_it_grows_and_gives_back_the_slots_of_one_holder(owner: Party, enqueued: Any) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 5
+    owner.tenant.save()
+    job = _async_job(owner, 12)
+
+    assert _hold(owner, job, 2, token="a") == 2
+    assert _hold(owner, job, 4, token="a") == 4  # the ones held count
+    assert _hold(owner, job, 4, token="b") == 1
+    assert services.slots_set(token="a", slots=1) == 1
+    assert _hold(owner, job, 4, token="b") == 4
+    services.slots_set(token="b", slots=0)
+    assert services.tenant_slots_in_use(tenant_id=owner.tenant.pk) == 1
+
+
+def test_it_frees_the_slots_of_a_holder_that_stopped_renewing_them(owner: Party, enqueued: Any) -> None:
+    assert owner.tenant is not None
+    owner.tenant.max_concurrency = 3
+    owner.tenant.save()
+    job = _async_job(owner, 12)
+    assert _hold(owner, job, 3, token="dead") == 3
+    assert _hold(owner, job, 3) == 0
+
+    later = timezone.now() + timedelta(seconds=settings.RESTORE_LEASE_SECONDS + 1)
+    assert services.slots_acquire(tenant=owner.tenant, token="alive", job_id=job.pk, want=3, now=later) == 3
 
 
 def test_it_leaves_room_in_the_cap_for_waiting_synchronous_requests(owner: Party, enqueued: Any) -> None:
@@ -175,13 +172,14 @@ def test_it_leaves_room_in_the_cap_for_waiting_synchronous_requests(owner: Party
     queued = _async_job(owner, 12)
     waiting = _async_job(owner, 3)  # a synchronous request whose numbers wait for a slot
     assert waiting.is_sync
+    assert services.tenant_sync_waiting(tenant_id=owner.tenant.pk) == 3
 
-    for_queued = services.number_batch_claim(job_id=queued.pk, tenant=owner.tenant, limit=4)
-    for_sync = services.number_batch_claim(job_id=waiting.pk, tenant=owner.tenant, limit=3, for_sync=True)
+    for_queued = _hold(owner, queued, 4)
+    for_sync = _hold(owner, waiting, 3, for_sync=True)
 
     assert services.tenant_sync_waiting(tenant_id=owner.tenant.pk) == 0
-    assert (len(for_queued.results), len(for_sync.results)) == (1, 3)
-    assert services.number_batch_claim(job_id=queued.pk, tenant=owner.tenant, limit=4).capped
+    assert (for_queued, for_sync) == (1, 3)
+    assert _hold(owner, queued, 4) == 0
 
 
 def test_it_stops_leaving_room_for_a_synchronous_request_past_its_deadline(
@@ -196,25 +194,20 @@ def test_it_stops_leaving_room_for_a_synchronous_request_past_its_deadline(
         created_at=timezone.now() - timedelta(seconds=settings.SYNC_DEADLINE + 1)
     )
 
-    assert len(services.number_batch_claim(job_id=queued.pk, tenant=owner.tenant, limit=4).results) == 4
+    assert _hold(owner, queued, 4) == 4
 
 
-def test_it_frees_a_slot_of_the_cap_when_a_result_is_recorded(owner: Party, enqueued: Any) -> None:
+def test_it_claims_numbers_ahead_of_the_calls_whatever_the_slots(owner: Party, enqueued: Any) -> None:
+    """Number leases are the worker's line of work; the cap is kept by the slots."""
     assert owner.tenant is not None
     owner.tenant.max_concurrency = 2
     owner.tenant.save()
     job = _async_job(owner, 12)
-    claim = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2)
-    assert services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2).capped
 
-    services.number_results_record(
-        job_id=job.pk,
-        token=claim.token,
-        results=claim.results[:1],
-        outcomes={claim.results[0].pk: recorded_outcome()},
-    )
+    claim = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=4)
 
-    assert len(services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=2).results) == 1
+    assert [r.position for r in claim.results] == [0, 1, 2, 3]
+    assert services.tenant_in_flight(tenant_id=owner.tenant.pk) == 4
 
 
 def test_it_never_claims_numbers_of_a_cancelled_job(owner: Party, enqueued: Any) -> None:
@@ -319,7 +312,8 @@ def test_it_hands_over_to_a_fresh_task_when_its_time_slice_ends(
 
     job.refresh_from_db()
     assert job.status == Job.Status.PROCESSING
-    assert 0 < job.done_count < 12
+    # One claim: a number for each of the two slots and one in line behind each.
+    assert job.done_count == 4
     assert enqueued == [("restores.tasks.process_job", (job.pk,))]
 
 
@@ -532,7 +526,7 @@ def test_it_renews_the_leases_of_a_live_task_so_that_a_long_call_is_never_taken_
         now += lease * 0.75
         assert leases_renew(tokens=[claim.token], job_id=job.pk, now=now) == 3
     later = services.number_batch_claim(job_id=job.pk, tenant=job.tenant, limit=3, now=now + lease / 2)
-    assert later.results == [] and not later.capped
+    assert later.results == [] and not later.held_back
     assert NumberResult.objects.filter(job=job, lease_token=claim.token).count() == 3
     job.refresh_from_db()
     assert job.heartbeat_at == now

@@ -1,0 +1,104 @@
+"""The tenant's concurrency cap, shared out as call slots: who may have how many calls in flight.
+
+A task that restores numbers holds a ``SlotLease``: a number of slots of its
+tenant's ``max_concurrency``, renewed with its number leases and released when
+it ends (or when its holder dies, once ``RESTORE_LEASE_SECONDS`` pass). Each
+slot is one upstream call in flight at most, so the live slots of a tenant
+never exceed its cap, across every process and host; the numbers themselves
+are claimed ahead and recorded behind, in batches, without a round trip
+between one call's end and the next call's start.
+
+Synchronous requests come first: a queued task's share leaves room for the
+numbers of the tenant's synchronous requests still waiting for a slot (within
+``SYNC_DEADLINE``), and gives slots back while such a request waits.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from accounts.models import Tenant
+from restores.models import NumberResult, SlotLease
+from restores.services.workers import worker_name
+
+
+def tenant_slots_in_use(*, tenant_id: int, now: datetime | None = None, exclude_token: str = "") -> int:
+    """Slots of the tenant held right now: at most that many of its upstream calls are in flight."""
+    leases = SlotLease.objects.live(now or timezone.now()).filter(tenant_id=tenant_id)
+    if exclude_token:
+        leases = leases.exclude(token=exclude_token)
+    return int(leases.aggregate(n=Sum("slots"))["n"] or 0)
+
+
+def tenant_sync_waiting(*, tenant_id: int, now: datetime | None = None) -> int:
+    """Numbers of the tenant's synchronous requests that wait for a slot: what queued work must
+    leave room for. Only requests within their ``SYNC_DEADLINE`` count, so a request whose
+    process died holds nothing back for long."""
+    now = now or timezone.now()
+    pending = NumberResult.objects.sync_waiting(tenant_id=tenant_id, since=_sync_since(now)).count()
+    if not pending:
+        return 0
+    held = SlotLease.objects.live(now).filter(tenant_id=tenant_id, for_sync=True).aggregate(n=Sum("slots"))
+    return max(0, pending - int(held["n"] or 0))
+
+
+def _sync_since(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.SYNC_DEADLINE)
+
+
+def slots_acquire(
+    *, tenant: Tenant, token: str, job_id: int, want: int, for_sync: bool = False, now: datetime | None = None
+) -> int:
+    """Hold up to ``want`` slots of the tenant under ``token`` (the ones already held count);
+    returns how many are held now, never more than the cap leaves.
+
+    The slots in use are counted and the lease written in one transaction, serialised per
+    tenant (a row lock on the tenant on PostgreSQL; SQLite's IMMEDIATE transactions
+    serialise all writers). ``want`` below what is held gives the rest back.
+    """
+    now = now or timezone.now()
+    expires_at = now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+    with transaction.atomic(savepoint=False):
+        if connection.vendor == "postgresql":
+            list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
+        mine = SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
+        if want <= mine:
+            return slots_set(token=token, slots=want, now=now)
+        room = tenant.max_concurrency - tenant_slots_in_use(tenant_id=tenant.pk, now=now, exclude_token=token)
+        if not for_sync:
+            room -= tenant_sync_waiting(tenant_id=tenant.pk, now=now)
+        held = max(mine, min(want, room))
+        if held == mine:
+            return mine
+        SlotLease.objects.update_or_create(
+            token=token,
+            defaults={
+                "tenant_id": tenant.pk,
+                "job_id": job_id,
+                "slots": held,
+                "for_sync": for_sync,
+                "holder": worker_name(),
+                "expires_at": expires_at,
+            },
+        )
+        return held
+
+
+def slots_set(*, token: str, slots: int, now: datetime | None = None) -> int:
+    """Keep ``slots`` of the slots held with ``token`` (0: release them all); returns ``slots``."""
+    if slots <= 0:
+        SlotLease.objects.filter(token=token).delete()
+        return 0
+    SlotLease.objects.filter(token=token, slots__gt=slots).update(slots=slots)
+    return slots
+
+
+def slots_renew(*, token: str, now: datetime) -> None:
+    SlotLease.objects.filter(token=token).update(
+        expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+    )

@@ -1,0 +1,486 @@
+"""One task's upstream calls of one job: a pipeline within the tenant's call slots.
+
+The task holds some of its tenant's call slots (``slots``), one calling thread
+each. Every thread calls Multitel for one number after another from a queue
+that this task keeps a few numbers ahead (claimed under a lease), and hands
+each outcome back; this thread records them behind, in batches, and claims
+more in the same transaction. So a slot goes on to its next number the moment
+a call ends, and the database sees one transaction per batch, not one per
+number. Threads do HTTP only; this thread does every query.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from restores.clients.multitel import MultitelClient, RestoreOutcome
+from restores.clients.upstream_health import AccountHealth, account_health
+from restores.models import Job, NumberResult
+from restores.services.breaker import breaker_outage_fail, breaker_outcomes_record, unanswered_retryable
+from restores.services.claims import Claim, leases_renew, number_batch_claim
+from restores.services.completion import job_fail_pending
+from restores.services.recording import number_results_record
+from restores.services.recovery import jobs_orphaned_wake
+from restores.services.slots import (
+    slots_acquire,
+    slots_renew,
+    slots_set,
+    tenant_slots_in_use,
+    tenant_sync_waiting,
+)
+
+# How long a worker waits before asking again when its tenant's cap is full; the
+# wait grows by this much on each further refusal, up to CAP_POLL_BACKOFF_MAX times it.
+CAP_POLL_SECONDS = 0.02
+CAP_POLL_BACKOFF_MAX = 10
+# How often a task whose tenant's breaker is open looks again (for the probe's turn).
+BREAKER_POLL_SECONDS = 0.25
+# How long this thread waits for a call to finish before it looks at its other duties; a
+# task with fewer slots than it wants asks for more, and a queued task looks for
+# synchronous requests of its tenant waiting for a slot, this often.
+COLLECT_WAIT_SECONDS = 0.1
+# Finished calls are recorded together, at most this long after the first of them ended.
+RECORD_BATCH_SECONDS = 0.02
+SLOTS_RETRY_SECONDS = 0.25
+SYNC_CHECK_SECONDS = 0.1
+# A claim reads the tenant's breaker again after this long, or at once after a failure.
+BREAKER_CHECK_SECONDS = 1.0
+# Numbers claimed ahead of the calls: each slot has this many in line behind its call.
+NUMBERS_AHEAD_PER_SLOT = 1
+
+UPSTREAM_AUTH_MESSAGE = (
+    "Error: 'Multitel rejected this tenant's Multitel credentials (HTTP 401); "
+    "check the Multitel username and password in the portal'"
+)
+UPSTREAM_AUTH_SKIPPED_MESSAGE = (
+    "Error: 'not tried: Multitel rejected this tenant's Multitel credentials (HTTP 401) "
+    "for another number of this job'"
+)
+
+
+@dataclass(frozen=True)
+class WindowEnd:
+    """How a window ended: ``stopped_early``, at the deadline or the slice's end, with numbers
+    possibly left to claim; ``held_back``, the tenant's upstream breaker was open when it
+    last asked."""
+
+    stopped_early: bool = False
+    held_back: bool = False
+
+
+def restore_window(
+    *, job: Job, limit: int, deadline: float | None = None, slice_ends: float | None = None
+) -> WindowEnd:
+    """Keep up to ``limit`` upstream calls of one job in flight until none is left to claim.
+
+    Stops claiming at ``deadline`` or ``slice_ends`` (both ``time.monotonic()``) and
+    finishes what it holds. While the tenant's upstream breaker is open nothing is
+    claimed: a queued job waits (for the probe's turn, or the end of its slice), a
+    synchronous one stops.
+    """
+    return _Window(job=job, limit=limit, deadline=deadline, slice_ends=slice_ends).run()
+
+
+class _Window:
+    def __init__(self, *, job: Job, limit: int, deadline: float | None, slice_ends: float | None) -> None:
+        self.job, self.tenant, self.limit = job, job.tenant, limit
+        self.deadline, self.slice_ends = deadline, slice_ends
+        self.client = MultitelClient()
+        self.health = account_health(self.tenant.pk)
+        self.slot_token = uuid.uuid4().hex
+        self.feed: queue.SimpleQueue[NumberResult] = queue.SimpleQueue()
+        self.done: queue.SimpleQueue[tuple[NumberResult, RestoreOutcome] | None] = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.quitting = 0  # calling threads asked to end after their current call
+        self.slots = 0  # calling threads wanted (and their slots held)
+        self.alive = 0  # calling threads running: the slots held in the database
+        self.threads: list[threading.Thread] = []
+        self.outstanding: dict[int, NumberResult] = {}  # claimed by this task, not recorded yet
+        self.finished: list[tuple[NumberResult, RestoreOutcome]] = []
+        self.claiming = True
+        self.exhausted = False  # the last claim found nothing left to claim
+        self.stopped_early = self.held_back = self.breaker_seen = self.rejected = False
+        self.refused = False  # a calling thread saw Multitel refuse the credentials (401)
+        self.asked = False  # a claim was made: a slice always makes one
+        self.after = -1  # the highest position claimed so far: where the next claim looks first
+        self.capped_polls = 0
+        self.breaker_read_at = -BREAKER_CHECK_SECONDS  # when a claim last found it closed
+        now = time.monotonic()
+        self.slots_at = self.sync_check_at = now
+        # Calls finished and not yet recorded: a calling thread starts no new call while there
+        # are as many as there are slots, so that the numbers a crash leaves to be called again
+        # are at most those in flight and one finished call per slot.
+        self.unrecorded = 0
+        self.recorded = threading.Condition(self.lock)
+
+    # --- the calling threads ------------------------------------------------------------
+
+    def _call_loop(self) -> None:
+        try:
+            while not self._asked_to_quit():
+                if self.refused:
+                    time.sleep(0.05)
+                    continue
+                try:
+                    result = self.feed.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if self.refused:
+                    self.feed.put(result)  # Multitel refused the credentials: no more calls
+                    continue
+                with self.recorded:
+                    while self.unrecorded >= max(1, self.slots):
+                        self.recorded.wait(timeout=0.05)
+                outcome = self.client.restore(
+                    result.number,
+                    username=self.tenant.multitel_username,
+                    password=self.tenant.multitel_password,
+                    deadline=self.deadline,
+                    health=self.health,
+                )
+                if outcome.status_code == 401:
+                    self.refused = True
+                with self.lock:
+                    self.unrecorded += 1
+                self.done.put((result, outcome))
+        finally:
+            self.done.put(None)  # this thread has ended: its slot can go back
+
+    def _asked_to_quit(self) -> bool:
+        with self.lock:
+            if self.quitting > 0:
+                self.quitting -= 1
+                return True
+            return False
+
+    def _slots_want(self, wanted: int) -> None:
+        """Run ``wanted`` calling threads: fewer end after their current call and give their
+        slots back as they end; more are started once their slots are held (as many as the
+        cap allows). The slots held in the database are the threads alive."""
+        if wanted <= self.slots:
+            with self.lock:
+                self.quitting += self.slots - wanted
+            self.slots = wanted
+            return
+        need = wanted - self.slots
+        with self.lock:
+            revived = min(need, self.quitting)  # threads asked to end that have not yet
+            self.quitting -= revived
+        self.slots += revived
+        need -= revived
+        if not need:
+            return
+        held = slots_acquire(
+            tenant=self.tenant,
+            token=self.slot_token,
+            job_id=self.job.pk,
+            want=self.alive + need,
+            for_sync=self.job.is_sync,
+        )
+        for _ in range(max(0, held - self.alive)):
+            thread = threading.Thread(target=self._call_loop, name="restore", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+            self.alive += 1
+            self.slots += 1
+            self.capped_polls = 0
+
+    # --- this thread ---------------------------------------------------------------------
+
+    def run(self) -> WindowEnd:
+        renew_every = settings.RESTORE_LEASE_SECONDS / 4
+        renew_at = time.monotonic() + renew_every
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= renew_at:
+                    self._renew()
+                    renew_at = now + renew_every
+                if self.claiming and (
+                    (self.deadline is not None and now >= self.deadline)
+                    or (self.slice_ends is not None and self.asked and now >= self.slice_ends)
+                ):
+                    self.claiming, self.stopped_early = False, True
+                if (self.claiming or self.outstanding) and self.slots < self.limit and now >= self.slots_at:
+                    self._slots_want(self.limit)
+                    self.slots_at = now + (0 if self.slots == self.limit else SLOTS_RETRY_SECONDS)
+                if not self.job.is_sync and self.slots and now >= self.sync_check_at:
+                    self._make_room_for_sync()
+                    self.sync_check_at = now + SYNC_CHECK_SECONDS
+                self._collect()
+                self._record_and_claim()
+                if not self.outstanding:
+                    if not self.claiming:
+                        return WindowEnd(stopped_early=self.stopped_early, held_back=self.held_back)
+                    if self.held_back:
+                        self._wait_out_the_breaker()
+                        continue
+                    if self.exhausted:
+                        self._wait_for_the_others()
+                        continue
+                if self.alive == 0 and (self.outstanding or not self.exhausted):
+                    self._wait_for_a_slot()
+        finally:
+            self._close()
+
+    def _wait_for_a_slot(self) -> None:
+        """The tenant's cap is full: wait and ask again, less often the longer it lasts (a
+        synchronous request keeps asking often: a client is waiting)."""
+        backoff = 1 if self.job.is_sync else min(self.capped_polls + 1, CAP_POLL_BACKOFF_MAX)
+        time.sleep(CAP_POLL_SECONDS * backoff)
+        self.capped_polls += 1
+        self.slots_at = time.monotonic()
+        if self.job.is_sync and self.deadline is not None and time.monotonic() >= self.deadline:
+            self.claiming, self.stopped_early = False, True
+            self._unfeed()
+
+    def _wait_out_the_breaker(self) -> None:
+        if self.job.is_sync:
+            self.claiming = False  # a client is waiting: its numbers get 503 at once
+            return
+        if breaker_outage_fail(tenant_id=self.tenant.pk) and not _claimable_left(job_id=self.job.pk):
+            self.claiming = False
+            return
+        time.sleep(max(0.0, min(BREAKER_POLL_SECONDS, _until(self.slice_ends))))
+
+    def _wait_for_the_others(self) -> None:
+        """Nothing left to claim. Done, unless the rest is leased by other tasks: then wait
+        until they finish it, or a lease runs out (its holder died) and it can be claimed,
+        with no slot held meanwhile."""
+        if self.job.is_sync or not _held_by_others(job_id=self.job.pk):
+            self.claiming = False
+            return
+        self._slots_want(0)
+        self._collect()
+        time.sleep(max(0.0, min(1.0, _until(self.slice_ends))))
+        self.exhausted = False
+
+    def _make_room_for_sync(self) -> None:
+        """A synchronous request of the tenant waits for a slot and the cap is full: give it
+        this task's slots, as their calls end."""
+        now = timezone.now()
+        waiting = tenant_sync_waiting(tenant_id=self.tenant.pk, now=now)
+        if not waiting:
+            return
+        if tenant_slots_in_use(tenant_id=self.tenant.pk, now=now) < self.tenant.max_concurrency:
+            return
+        self._slots_want(max(0, self.slots - waiting))
+        self.slots_at = time.monotonic() + SLOTS_RETRY_SECONDS
+
+    def _collect(self) -> None:
+        """Take the calls that finished, to record them together: wait a little for the first
+        while calls are out, then for more, until half the slots' worth has finished or the
+        first has waited ``RECORD_BATCH_SECONDS`` (so the database sees a few transactions
+        a second, not one per number), or a slot is about to run out of numbers."""
+        calls_out = self.alive and len(self.outstanding) > len(self.finished)
+        try:
+            item = self.done.get(timeout=COLLECT_WAIT_SECONDS) if calls_out else self.done.get_nowait()
+        except queue.Empty:
+            return
+        record_by = time.monotonic() + RECORD_BATCH_SECONDS
+        batch = max(1, self.slots // 2)
+        while True:
+            if item is None:
+                self._thread_ended()
+            else:
+                self.finished.append(item)
+            try:
+                item = self.done.get_nowait()
+                continue
+            except queue.Empty:
+                pass
+            in_line = len(self.outstanding) - len(self.finished)
+            timeout = record_by - time.monotonic()
+            if len(self.finished) >= batch or timeout <= 0 or in_line <= batch or not self.alive:
+                return
+            try:
+                item = self.done.get(timeout=timeout)
+            except queue.Empty:
+                return
+
+    def _thread_ended(self) -> None:
+        self.alive -= 1
+        slots_set(token=self.slot_token, slots=self.alive)
+        if self.alive == 0 and self.slots == 0:
+            self._unfeed()
+
+    def _unfeed(self) -> None:
+        """No thread is left to call for the numbers in line: put them back to pending."""
+        waiting: list[NumberResult] = []
+        while True:
+            try:
+                waiting.append(self.feed.get_nowait())
+            except queue.Empty:
+                break
+        for result in waiting:
+            NumberResult.objects.filter(pk=result.pk).held_by(result.lease_token or "").release(
+                status=NumberResult.Status.PENDING
+            )
+            self.outstanding.pop(result.pk, None)
+
+    def _record_and_claim(self) -> None:
+        """Record what finished and claim enough to keep every slot busy with numbers in line
+        behind it, in one transaction (nothing when neither is needed)."""
+        in_line = len(self.outstanding) - len(self.finished)
+        want = 0
+        if self.claiming and not self.exhausted and not self.rejected and self.slots:
+            want = max(0, (1 + NUMBERS_AHEAD_PER_SLOT) * self.slots - in_line)
+            if in_line > self.slots and want < max(1, self.slots // 2):
+                want = 0  # enough in line; claim a bigger batch later
+        if not self.finished and not want:
+            return
+        finished, self.finished = self.finished, []
+        checked = (
+            not self.breaker_seen
+            and not self.health.is_open
+            and time.monotonic() - self.breaker_read_at < BREAKER_CHECK_SECONDS
+        )
+        claim_started = time.monotonic()
+        claim, rejected = _record_and_claim(
+            finished,
+            job=self.job,
+            health=self.health,
+            limit=want,
+            after=self.after,
+            breaker_seen=self.breaker_seen,
+            breaker_checked=checked,
+        )
+        for result, _ in finished:
+            self.outstanding.pop(result.pk, None)
+        with self.recorded:
+            self.unrecorded -= len(finished)
+            self.recorded.notify_all()
+        if rejected:
+            # The numbers in line would be refused too: they fail without a call.
+            self.rejected, self.claiming = True, False
+            self._unfeed()
+            job_fail_pending(job_id=self.job.pk, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
+        if claim is None:
+            return
+        self.asked = True
+        if not checked and not claim.breaker.is_open:
+            self.breaker_read_at = claim_started
+        self.held_back = claim.held_back
+        self.breaker_seen = claim.breaker.is_open
+        self.exhausted = not claim.results and not claim.held_back
+        self.after = max([self.after, *(result.position for result in claim.results)])
+        for result in claim.results:
+            self.outstanding[result.pk] = result
+            self.feed.put(result)
+
+    def _renew(self) -> None:
+        """One UPDATE for every number this task holds, however long its calls take; the slots too."""
+        now = timezone.now()
+        leases_renew(
+            tokens={r.lease_token or "" for r in self.outstanding.values()}, job_id=self.job.pk, now=now
+        )
+        slots_renew(token=self.slot_token, now=now)
+        if not self.job.is_sync:
+            jobs_orphaned_wake()  # jobs whose every task died elsewhere
+
+    def _close(self) -> None:
+        with self.lock:
+            self.quitting += len(self.threads)
+        for thread in self.threads:
+            thread.join()
+        slots_set(token=self.slot_token, slots=0)
+
+
+def _until(moment: float | None) -> float:
+    return float("inf") if moment is None else moment - time.monotonic()
+
+
+def _held_by_others(*, job_id: int) -> bool:
+    """Numbers of the job are leased right now, by some other task."""
+    return NumberResult.objects.of_job(job_id).leased(timezone.now()).exists()
+
+
+def _claimable_left(*, job_id: int) -> bool:
+    return NumberResult.objects.of_job(job_id).pending().exists()
+
+
+def _record_and_claim(
+    finished: list[tuple[NumberResult, RestoreOutcome]],
+    *,
+    job: Job,
+    health: AccountHealth,
+    limit: int,
+    after: int = -1,
+    breaker_seen: bool = False,
+    breaker_checked: bool = False,
+) -> tuple[Claim | None, bool]:
+    """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
+    more (see ``number_batch_claim``), in one transaction; returns the claim (None when
+    none was asked for) and whether Multitel rejected the tenant's credentials.
+
+    After an upstream 401 nothing more is claimed: every pending number of the job
+    fails without a call, since each would be refused too.
+
+    The tenant's breaker is told of the calls when they show trouble (this process saw
+    a burst of failures, the breaker was open, or a number ended on a retryable
+    failure). While it is open, a queued number that got no answer goes back to
+    pending instead of failing: an outage uses up no attempt.
+    """
+    tenant: Tenant = job.tenant
+    outcomes = {result.pk: outcome for result, outcome in finished}
+    rejected = False
+    for outcome in outcomes.values():
+        if outcome.status_code == 401:
+            outcome.message = UPSTREAM_AUTH_MESSAGE
+            rejected = True
+    by_token: dict[str, list[NumberResult]] = {}
+    for result, _ in finished:
+        by_token.setdefault(result.lease_token or "", []).append(result)
+    claim: Claim | None = None
+    now = timezone.now()
+    troubled = health.is_open or breaker_seen or any(unanswered_retryable(o) for o in outcomes.values())
+    with transaction.atomic():
+        breaker_open = False
+        if troubled:
+            view = breaker_outcomes_record(
+                tenant_id=tenant.pk,
+                outcomes=outcomes.values(),
+                tripped=health.tripped,
+                last_error=health.last_error,
+                now=now,
+            )
+            health.sync(view)
+            breaker_open = view.is_open
+        for outcome in outcomes.values():
+            # A client waiting on a synchronous answer gets the error now; queued work waits.
+            outcome.deferred = not job.is_sync and (
+                outcome.deferred or (breaker_open and unanswered_retryable(outcome))
+            )
+        for token, results in by_token.items():
+            number_results_record(
+                job_id=job.pk,
+                token=token,
+                results=results,
+                outcomes={r.pk: outcomes[r.pk] for r in results},
+                now=now,
+            )
+        if limit and not rejected:
+            claim = number_batch_claim(
+                job_id=job.pk,
+                tenant=tenant,
+                limit=limit,
+                for_sync=job.is_sync,
+                after=after,
+                now=now,
+                breaker_checked=breaker_checked and not troubled,
+            )
+            health.sync(claim.breaker)
+            if claim.probe:
+                health.probe()
+    if rejected:
+        job_fail_pending(job_id=job.pk, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
+    return claim, rejected
