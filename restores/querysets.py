@@ -44,6 +44,11 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Jobs whose webhook failed at least once and was not delivered since."""
         return self.filter(webhook_state__in=self.model.WEBHOOK_FAILING_STATES)
 
+    def waiting_for_a_worker(self, *, since: datetime, before: datetime) -> Self:
+        """Queued jobs created between ``since`` and ``before`` that no task has started yet:
+        every worker is busy (a free one starts a job within a poll of the queue)."""
+        return self.filter(status=self.model.Status.PENDING, is_sync=False, created_at__range=(since, before))
+
     def idle_since(self, when: datetime) -> Self:
         """Active jobs nobody touched since ``when`` (their queue message may be lost)."""
         return self.active().filter(heartbeat_at__lte=when)

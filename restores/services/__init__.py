@@ -40,6 +40,7 @@ from restores.services.processing import job_process, job_run_sync
 from restores.services.recording import number_results_record
 from restores.services.recovery import SweepReport, jobs_orphaned_wake, jobs_sweep
 from restores.services.slots import (
+    others_waiting_for_a_worker,
     slots_acquire,
     slots_set,
     tenant_slots_in_use,
@@ -103,6 +104,7 @@ __all__ = [
     "jobs_sweep",
     "number_batch_claim",
     "number_results_record",
+    "others_waiting_for_a_worker",
     "restore_window",
     "slots_acquire",
     "slots_set",

@@ -20,6 +20,7 @@ from restores.clients.multitel import BREAKER_OPEN_MESSAGE
 from restores.models import Job, NumberResult
 from restores.services.completion import job_complete_if_done, job_fail_pending
 from restores.services.queue import enqueue
+from restores.services.slots import others_waiting_for_a_worker
 from restores.services.webhooks import job_webhook_deliver
 from restores.services.window import restore_window
 
@@ -73,13 +74,19 @@ def job_process(*, job_id: int) -> None:
 
     After ``RESTORE_TASK_SLICE_SECONDS`` the task stops claiming, finishes what
     it holds and hands over to a fresh task at the back of the queue, so that
-    no task runs into the queue's timeout and other jobs get their turn. The
-    last worker to finish completes the job.
+    no task runs into the queue's timeout and other jobs get their turn. It hands
+    over at once when another tenant's job waits for a worker (every worker is
+    busy), and a task of a job that has started goes straight to the back of the
+    queue while one does. The last worker to finish completes the job.
     """
     job = Job.objects.select_related("tenant").filter(pk=job_id).first()
     if job is None or job.status not in Job.ACTIVE_STATUSES:
         return
     with log_context(job_uuid=job.uuid, tenant=job.tenant.name):
+        if job.status == Job.Status.PROCESSING and others_waiting_for_a_worker(tenant_id=job.tenant_id):
+            # This job has had its turn; another tenant's has not: go to the back of the queue.
+            enqueue("restores.tasks.process_job", job_id)
+            return
         now = timezone.now()
         if Job.objects.filter(pk=job_id, status=Job.Status.PENDING).update(
             status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now

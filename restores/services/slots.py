@@ -23,7 +23,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Tenant
-from restores.models import NumberResult, SlotLease
+from restores.models import Job, NumberResult, SlotLease
 from restores.services.workers import worker_name
 
 
@@ -102,3 +102,26 @@ def slots_renew(*, token: str, now: datetime) -> None:
     SlotLease.objects.filter(token=token).update(
         expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
     )
+
+
+def others_waiting_for_a_worker(*, tenant_id: int, now: datetime | None = None) -> bool:
+    """A queued job of another tenant whose cap has room has waited for a worker for longer
+    than ``FAIR_WAIT_SECONDS`` (but not so long that its wake-up is more likely lost than
+    queued: ``FAIR_WAIT_GIVE_UP_SECONDS``; the sweeper sees to that one)."""
+    now = now or timezone.now()
+    waiting = (
+        Job.objects.waiting_for_a_worker(
+            since=now - timedelta(seconds=FAIR_WAIT_GIVE_UP_SECONDS),
+            before=now - timedelta(seconds=FAIR_WAIT_SECONDS),
+        )
+        .exclude(tenant_id=tenant_id)
+        .values_list("tenant_id", "tenant__max_concurrency")
+        .distinct()[:5]
+    )
+    return any(tenant_slots_in_use(tenant_id=other, now=now) < cap for other, cap in waiting)
+
+
+# A queued job not started this long after its creation waits for a worker; one not
+# started after the longer time is left to the sweeper (its wake-up may be lost).
+FAIR_WAIT_SECONDS = 0.2
+FAIR_WAIT_GIVE_UP_SECONDS = 30.0

@@ -11,6 +11,7 @@ number. Threads do HTTP only; this thread does every query.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -31,12 +32,15 @@ from restores.services.completion import job_fail_pending
 from restores.services.recording import number_results_record
 from restores.services.recovery import jobs_orphaned_wake
 from restores.services.slots import (
+    others_waiting_for_a_worker,
     slots_acquire,
     slots_renew,
     slots_set,
     tenant_slots_in_use,
     tenant_sync_waiting,
 )
+
+logger = logging.getLogger(__name__)
 
 # How long a worker waits before asking again when its tenant's cap is full; the
 # wait grows by this much on each further refusal, up to CAP_POLL_BACKOFF_MAX times it.
@@ -52,6 +56,9 @@ COLLECT_WAIT_SECONDS = 0.1
 RECORD_BATCH_SECONDS = 0.02
 SLOTS_RETRY_SECONDS = 0.25
 SYNC_CHECK_SECONDS = 0.1
+# A queued task looks this often for other tenants' jobs that wait for a worker, and
+# hands over to them (ends its slice early) when it finds one.
+FAIR_CHECK_SECONDS = 0.05
 # A claim reads the tenant's breaker again after this long, or at once after a failure.
 BREAKER_CHECK_SECONDS = 1.0
 # Numbers claimed ahead of the calls: each slot has this many in line behind its call.
@@ -110,12 +117,13 @@ class _Window:
         self.exhausted = False  # the last claim found nothing left to claim
         self.stopped_early = self.held_back = self.breaker_seen = self.rejected = False
         self.refused = False  # a calling thread saw Multitel refuse the credentials (401)
+        self.closing = False  # every calling thread ends after its current call
         self.asked = False  # a claim was made: a slice always makes one
         self.after = -1  # the highest position claimed so far: where the next claim looks first
         self.capped_polls = 0
         self.breaker_read_at = -BREAKER_CHECK_SECONDS  # when a claim last found it closed
         now = time.monotonic()
-        self.slots_at = self.sync_check_at = now
+        self.slots_at = self.sync_check_at = self.fair_check_at = now
         # Calls finished and not yet recorded: a calling thread starts no new call while there
         # are as many as there are slots, so that the numbers a crash leaves to be called again
         # are at most those in flight and one finished call per slot.
@@ -126,20 +134,14 @@ class _Window:
 
     def _call_loop(self) -> None:
         try:
-            while not self._asked_to_quit():
-                if self.refused:
-                    time.sleep(0.05)
-                    continue
+            while self._may_go_on():
                 try:
                     result = self.feed.get(timeout=0.05)
                 except queue.Empty:
                     continue
-                if self.refused:
-                    self.feed.put(result)  # Multitel refused the credentials: no more calls
+                if self.refused or self.closing:
+                    self.feed.put(result)  # no more calls: it goes back with the others in line
                     continue
-                with self.recorded:
-                    while self.unrecorded >= max(1, self.slots):
-                        self.recorded.wait(timeout=0.05)
                 outcome = self.client.restore(
                     result.number,
                     username=self.tenant.multitel_username,
@@ -155,12 +157,19 @@ class _Window:
         finally:
             self.done.put(None)  # this thread has ended: its slot can go back
 
-    def _asked_to_quit(self) -> bool:
-        with self.lock:
-            if self.quitting > 0:
-                self.quitting -= 1
-                return True
-            return False
+    def _may_go_on(self) -> bool:
+        """Wait while a slot's worth of calls is unrecorded (or Multitel refused the
+        credentials); False once this thread is to end."""
+        with self.recorded:
+            while True:
+                if self.closing:
+                    return False
+                if self.quitting > 0:
+                    self.quitting -= 1
+                    return False
+                if not self.refused and self.unrecorded < max(1, self.slots):
+                    return True
+                self.recorded.wait(timeout=0.05)
 
     def _slots_want(self, wanted: int) -> None:
         """Run ``wanted`` calling threads: fewer end after their current call and give their
@@ -216,6 +225,13 @@ class _Window:
                 if not self.job.is_sync and self.slots and now >= self.sync_check_at:
                     self._make_room_for_sync()
                     self.sync_check_at = now + SYNC_CHECK_SECONDS
+                if self.slice_ends is not None and self.claiming and self.asked and now >= self.fair_check_at:
+                    if others_waiting_for_a_worker(tenant_id=self.tenant.pk):
+                        # Another tenant's job waits for a worker: end this slice now, with
+                        # only the calls in flight to finish (the numbers in line go back).
+                        self.claiming, self.stopped_early = False, True
+                        self._unfeed()
+                    self.fair_check_at = now + FAIR_CHECK_SECONDS
                 self._collect()
                 self._record_and_claim()
                 if not self.outstanding:
@@ -235,6 +251,10 @@ class _Window:
     def _wait_for_a_slot(self) -> None:
         """The tenant's cap is full: wait and ask again, less often the longer it lasts (a
         synchronous request keeps asking often: a client is waiting)."""
+        if self.slots and not self.alive:
+            # Every calling thread has ended without being asked to: start afresh.
+            logger.warning("calling threads ended unexpectedly (%s wanted); starting them again", self.slots)
+            self.slots = 0
         backoff = 1 if self.job.is_sync else min(self.capped_polls + 1, CAP_POLL_BACKOFF_MAX)
         time.sleep(CAP_POLL_SECONDS * backoff)
         self.capped_polls += 1
@@ -388,8 +408,9 @@ class _Window:
             jobs_orphaned_wake()  # jobs whose every task died elsewhere
 
     def _close(self) -> None:
-        with self.lock:
-            self.quitting += len(self.threads)
+        with self.recorded:
+            self.closing = True
+            self.recorded.notify_all()
         for thread in self.threads:
             thread.join()
         slots_set(token=self.slot_token, slots=0)

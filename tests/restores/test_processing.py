@@ -573,3 +573,42 @@ def test_it_wakes_a_job_no_live_task_works_on_once_whoever_looks(
     assert services.jobs_orphaned_wake(now=later) == 1
     assert services.jobs_orphaned_wake(now=later) == 0  # already woken: not twice
     assert enqueued == [("restores.tasks.process_job", (orphan.pk,))]
+
+
+# --- Fair turns ----------------------------------------------------------------------
+
+
+def test_it_sends_a_started_jobs_task_to_the_back_while_another_tenants_job_waits(
+    owner: Party, second: Party, enqueued: list[Any]
+) -> None:
+    started = _async_job(owner, 30)
+    Job.objects.filter(pk=started.pk).update(status=Job.Status.PROCESSING)
+    waiting = _async_job(second, 30)
+    Job.objects.filter(pk=waiting.pk).update(created_at=timezone.now() - timedelta(seconds=1))
+    enqueued.clear()
+
+    services.job_process(job_id=started.pk)
+
+    assert enqueued == [("restores.tasks.process_job", (started.pk,))]
+    assert not NumberResult.objects.filter(job=started).exclude(status="pending").exists()
+
+
+def test_it_yields_only_to_jobs_that_wait_for_a_worker_and_could_use_one(
+    owner: Party, second: Party, enqueued: list[Any]
+) -> None:
+    assert owner.tenant is not None and second.tenant is not None
+    waiting = _async_job(second, 30)
+    now = timezone.now()
+
+    # Just created: a free worker may still pick it up.
+    assert not services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, now=now)
+    later = now + timedelta(seconds=1)
+    assert services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, now=later)
+    # Not for the tenant's own jobs: they share its cap anyway.
+    assert not services.others_waiting_for_a_worker(tenant_id=second.tenant.pk, now=later)
+    # Not when the waiting tenant's cap is full: a worker could do nothing for it.
+    _hold(second, waiting, second.tenant.max_concurrency)
+    assert not services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, now=later)
+    # Nor after so long that its wake-up is more likely lost than queued (the sweeper's).
+    much_later = now + timedelta(minutes=5)
+    assert not services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, now=much_later)
