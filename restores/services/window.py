@@ -12,10 +12,12 @@ number. Threads do HTTP only; this thread does every query.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -61,6 +63,8 @@ SYNC_CHECK_SECONDS = 0.1
 FAIR_CHECK_SECONDS = 0.05
 # A claim reads the tenant's breaker again after this long, or at once after a failure.
 BREAKER_CHECK_SECONDS = 1.0
+# Calling threads a process keeps at most (its windows' slots together).
+CALLING_THREADS_MAX = 256
 # Numbers claimed ahead of the calls: each slot has this many in line behind its call.
 NUMBERS_AHEAD_PER_SLOT = 1
 
@@ -104,13 +108,13 @@ class _Window:
         self.client = MultitelClient()
         self.health = account_health(self.tenant.pk)
         self.slot_token = uuid.uuid4().hex
-        self.feed: queue.SimpleQueue[NumberResult] = queue.SimpleQueue()
+        self.feed: queue.SimpleQueue[NumberResult | None] = queue.SimpleQueue()  # None: wake up
         self.done: queue.SimpleQueue[tuple[NumberResult, RestoreOutcome] | None] = queue.SimpleQueue()
         self.lock = threading.Lock()
         self.quitting = 0  # calling threads asked to end after their current call
         self.slots = 0  # calling threads wanted (and their slots held)
         self.alive = 0  # calling threads running: the slots held in the database
-        self.threads: list[threading.Thread] = []
+        self.loops: list[Future[None]] = []  # one per calling thread
         self.outstanding: dict[int, NumberResult] = {}  # claimed by this task, not recorded yet
         self.finished: list[tuple[NumberResult, RestoreOutcome]] = []
         self.claiming = True
@@ -139,6 +143,8 @@ class _Window:
                     result = self.feed.get(timeout=0.05)
                 except queue.Empty:
                     continue
+                if result is None:
+                    continue  # woken up to look again (the window is closing)
                 if self.refused or self.closing:
                     self.feed.put(result)  # no more calls: it goes back with the others in line
                     continue
@@ -196,9 +202,7 @@ class _Window:
             for_sync=self.job.is_sync,
         )
         for _ in range(max(0, held - self.alive)):
-            thread = threading.Thread(target=self._call_loop, name="restore", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+            self.loops.append(_calling_threads().submit(self._call_loop))
             self.alive += 1
             self.slots += 1
             self.capped_polls = 0
@@ -276,6 +280,9 @@ class _Window:
         """Nothing left to claim. Done, unless the rest is leased by other tasks: then wait
         until they finish it, or a lease runs out (its holder died) and it can be claimed,
         with no slot held meanwhile."""
+        if _claimable_left(job_id=self.job.pk):
+            self.exhausted = False  # numbers came back (another task's line, a lease run out)
+            return
         if self.job.is_sync or not _held_by_others(job_id=self.job.pk):
             self.claiming = False
             return
@@ -307,7 +314,8 @@ class _Window:
         except queue.Empty:
             return
         record_by = time.monotonic() + RECORD_BATCH_SECONDS
-        batch = max(1, self.slots // 2)
+        # A synchronous request records its calls together: a client waits for all of them.
+        batch = len(self.outstanding) if self.job.is_sync else max(1, self.slots // 2)
         while True:
             if item is None:
                 self._thread_ended()
@@ -320,7 +328,8 @@ class _Window:
                 pass
             in_line = len(self.outstanding) - len(self.finished)
             timeout = record_by - time.monotonic()
-            if len(self.finished) >= batch or timeout <= 0 or in_line <= batch or not self.alive:
+            starving = not self.job.is_sync and in_line <= batch  # a slot is about to run dry
+            if len(self.finished) >= batch or timeout <= 0 or starving or not self.alive:
                 return
             try:
                 item = self.done.get(timeout=timeout)
@@ -338,9 +347,11 @@ class _Window:
         waiting: list[NumberResult] = []
         while True:
             try:
-                waiting.append(self.feed.get_nowait())
+                item = self.feed.get_nowait()
             except queue.Empty:
                 break
+            if item is not None:
+                waiting.append(item)
         for result in waiting:
             NumberResult.objects.filter(pk=result.pk).held_by(result.lease_token or "").release(
                 status=NumberResult.Status.PENDING
@@ -391,7 +402,8 @@ class _Window:
             self.breaker_read_at = claim_started
         self.held_back = claim.held_back
         self.breaker_seen = claim.breaker.is_open
-        self.exhausted = not claim.results and not claim.held_back
+        # Fewer than asked for: the job has no more to claim now (looked at again at the end).
+        self.exhausted = not claim.held_back and len(claim.results) < want
         self.after = max([self.after, *(result.position for result in claim.results)])
         for result in claim.results:
             self.outstanding[result.pk] = result
@@ -411,9 +423,28 @@ class _Window:
         with self.recorded:
             self.closing = True
             self.recorded.notify_all()
-        for thread in self.threads:
-            thread.join()
+        for _ in self.loops:
+            self.feed.put(None)
+        wait(self.loops)
         slots_set(token=self.slot_token, slots=0)
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_pid: int | None = None
+
+
+def _calling_threads() -> ThreadPoolExecutor:
+    """The process's calling threads, kept between windows (a thread started for every call
+    slot of every window costs a request a few milliseconds); workers fork, so the pid is
+    checked. Big enough for every window a process runs at once (a web process's threads
+    each answering a synchronous request)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(max_workers=CALLING_THREADS_MAX, thread_name_prefix="restore")
+            _pool_pid = os.getpid()
+        return _pool
 
 
 def _until(moment: float | None) -> float:
