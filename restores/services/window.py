@@ -55,7 +55,7 @@ BREAKER_POLL_SECONDS = 0.25
 # synchronous requests of its tenant waiting for a slot, this often.
 COLLECT_WAIT_SECONDS = 0.1
 # Finished calls are recorded together, at most this long after the first of them ended.
-RECORD_BATCH_SECONDS = 0.02
+RECORD_BATCH_SECONDS = 0.01
 SLOTS_RETRY_SECONDS = 0.25
 SYNC_CHECK_SECONDS = 0.1
 # A queued task looks this often for other tenants' jobs that wait for a worker, and
