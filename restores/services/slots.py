@@ -63,6 +63,14 @@ def slots_acquire(
     """
     now = now or timezone.now()
     expires_at = now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+    if (
+        not transaction.get_connection().in_atomic_block
+        and tenant_slots_in_use(tenant_id=tenant.pk, now=now) >= tenant.max_concurrency
+    ):
+        # The cap is full: say so with a plain read, without the tenant's lock (or SQLite's
+        # writer lock), which the holders need to record their calls. The slots already
+        # held count in that read, so a holder asking for more learns it holds what it can.
+        return SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
     with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
