@@ -5,33 +5,32 @@ plus optional detail keys. This module's ``exception_handler`` is DRF's
 ``EXCEPTION_HANDLER``; ``json_404``/``json_500`` cover what never reaches DRF.
 
 The database out of reach (an ``OperationalError`` or ``InterfaceError``, wherever it is
-raised while serving ``/v3/*``) is a 503 ``service_unavailable`` with ``Retry-After``, not
-a 500: the client should retry in a moment. Programming errors (``ProgrammingError``,
-``IntegrityError``, ``DataError``) stay 500 ``internal_error``.
+raised while serving ``/v3/*``; the rule is ``portal.outages.database_unreachable``) is a
+503 ``service_unavailable`` with ``Retry-After``, not a 500: the client should retry in a
+moment. Programming errors (``ProgrammingError``, ``IntegrityError``, ``DataError``) stay
+500 ``internal_error``.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
-from django.db import InterfaceError, OperationalError, connections
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from portal.outages import database_unreachable
 
 logger = logging.getLogger(__name__)
 
 # Seconds a client is asked to wait (``Retry-After``) when the database is out of reach: a
 # restart of the database takes seconds, and a retry costs one cheap failed connection.
 SERVICE_UNAVAILABLE_RETRY_AFTER = 5
-# SQLite's generic result code: what it answers to a syntax error or an unknown table.
-SQLITE_ERROR = 1
 
 
 class ApiError(exceptions.APIException):
@@ -75,40 +74,6 @@ _CODES: dict[type[exceptions.APIException], str] = {
     exceptions.Throttled: "throttled",
     exceptions.ValidationError: "invalid_request",
 }
-
-
-def _sqlite_programming_error(exc: BaseException) -> bool:
-    """SQLite reports its programming errors (a syntax error, no such table or column) as
-    ``OperationalError`` too, with the generic result code ``SQLITE_ERROR``."""
-    driver_error = exc if isinstance(exc, sqlite3.Error) else exc.__cause__
-    if not isinstance(driver_error, sqlite3.Error):
-        return False
-    code = getattr(driver_error, "sqlite_errorcode", None)
-    return isinstance(code, int) and code & 0xFF == SQLITE_ERROR
-
-
-def _driver_unreachable_errors() -> tuple[type[BaseException], ...]:
-    """The DB-API driver's own ``OperationalError`` and ``InterfaceError`` (psycopg's, sqlite3's)."""
-    classes: list[type[BaseException]] = []
-    for connection in connections.all(initialized_only=True):
-        for name in ("OperationalError", "InterfaceError"):
-            klass = getattr(getattr(connection, "Database", None), name, None)
-            if isinstance(klass, type) and issubclass(klass, BaseException):
-                classes.append(klass)
-    return tuple(classes)
-
-
-def database_unreachable(exc: BaseException) -> bool:
-    """Whether ``exc`` says the database cannot be reached (or dropped the connection).
-
-    Django wraps the driver's errors in its own ``OperationalError`` and ``InterfaceError``;
-    the driver's own classes are recognised too, for an error raised outside Django's
-    wrapper. ``ProgrammingError``, ``IntegrityError`` and ``DataError`` (bugs, bad data) are
-    not among them and stay a 500, and so do SQLite's programming errors.
-    """
-    if _sqlite_programming_error(exc):
-        return False
-    return isinstance(exc, (OperationalError, InterfaceError, *_driver_unreachable_errors()))
 
 
 def service_unavailable() -> ApiError:

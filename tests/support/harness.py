@@ -331,9 +331,11 @@ class Stack(ServedStack):
         return dict(wait_until(done, timeout=timeout, interval=0.25, what=f"job {job_uuid}"))
 
 
-def _e2e_database(tmp: Path) -> tuple[str, Callable[[], None]]:
-    """A fresh PostgreSQL database on the server of ``DATABASE_URL`` if it is PostgreSQL, else
-    an SQLite file."""
+def _e2e_database(tmp: Path, *, server_url: str | None = None) -> tuple[str, Callable[[], None]]:
+    """A fresh PostgreSQL database on ``server_url`` if given, else on the server of
+    ``DATABASE_URL`` if it is PostgreSQL, else an SQLite file."""
+    if server_url is not None:
+        return new_database(tmp, label="e2e", server_url=server_url)
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith(("postgres://", "postgresql://")):
         return new_database(tmp, label="e2e", server_url=None)
@@ -350,14 +352,17 @@ def start_stack(
     web_threads: int = 8,
     q_workers: int = 2,
     webhook_workers: int | None = 2,
+    database_server: str | None = None,
     **env: str,
 ) -> Stack:
     """Migrate, start the simulated Multitel, gunicorn, one qcluster process per name in
     ``workers`` and one for the webhook queue (unless ``webhook_workers`` is 0; None: its
     default number of workers), and wait
-    until they answer. ``env`` overrides the stack's settings. On failure
+    until they answer. ``env`` overrides the stack's settings. ``database_server`` (a
+    PostgreSQL URL to connect to for ``CREATE DATABASE``) puts the stack's database on that
+    server instead of the suite's (see ``_e2e_database``). On failure
     whatever was started is stopped again."""
-    database_url, drop = _e2e_database(tmp)
+    database_url, drop = _e2e_database(tmp, server_url=database_server)
     web_port, multitel_port = free_port(), free_port()
     stack_env = {
         **inherited_env(),
