@@ -9,6 +9,7 @@ Callers import from this package; the modules are:
 - ``claims``: number leases;
 - ``slots``: the tenant's concurrency cap, shared out as call slots;
 - ``window``: one task's pipeline of upstream calls within its slots;
+- ``batches``: one transaction of a window (record what finished, claim what is next);
 - ``breaker``: the upstream circuit breaker of each tenant's Multitel account;
 - ``processing``: the sliding window of upstream calls, queued and synchronous;
 - ``recording``: outcomes written by the lease holder only;
@@ -21,6 +22,11 @@ Callers import from this package; the modules are:
 - ``workers``: the name of the process at work.
 """
 
+from restores.services.batches import (
+    UPSTREAM_AUTH_MESSAGE,
+    UPSTREAM_AUTH_SKIPPED_MESSAGE,
+    outcomes_record_and_claim,
+)
 from restores.services.breaker import (
     Admission,
     BreakerView,
@@ -60,14 +66,7 @@ from restores.services.webhooks import (
     webhook_message_new,
     webhook_retry_delays,
 )
-from restores.services.window import (
-    CAP_POLL_BACKOFF_MAX,
-    CAP_POLL_SECONDS,
-    UPSTREAM_AUTH_MESSAGE,
-    UPSTREAM_AUTH_SKIPPED_MESSAGE,
-    WindowEnd,
-    restore_window,
-)
+from restores.services.window import CAP_POLL_BACKOFF_MAX, CAP_POLL_SECONDS, WindowEnd, restore_window
 from restores.services.workers import worker_name
 
 __all__ = [
@@ -105,6 +104,7 @@ __all__ = [
     "number_batch_claim",
     "number_results_record",
     "others_waiting_for_a_worker",
+    "outcomes_record_and_claim",
     "restore_window",
     "slots_acquire",
     "slots_set",

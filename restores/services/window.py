@@ -21,17 +21,17 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection
 from django.utils import timezone
 
-from accounts.models import Tenant
+from portal.outages import database_unreachable, database_wait
 from restores.clients.multitel import MultitelClient, RestoreOutcome
-from restores.clients.upstream_health import AccountHealth, account_health
+from restores.clients.upstream_health import account_health
 from restores.models import Job, NumberResult
-from restores.services.breaker import breaker_outage_fail, breaker_outcomes_record, unanswered_retryable
-from restores.services.claims import Claim, leases_renew, number_batch_claim
+from restores.services.batches import UPSTREAM_AUTH_SKIPPED_MESSAGE, outcomes_record_and_claim
+from restores.services.breaker import breaker_outage_fail
+from restores.services.claims import leases_renew
 from restores.services.completion import job_fail_pending
-from restores.services.recording import number_results_record
 from restores.services.recovery import jobs_orphaned_wake
 from restores.services.slots import (
     others_waiting_for_a_worker,
@@ -67,15 +67,6 @@ BREAKER_CHECK_SECONDS = 1.0
 CALLING_THREADS_MAX = 256
 # Numbers claimed ahead of the calls: each slot has this many in line behind its call.
 NUMBERS_AHEAD_PER_SLOT = 1
-
-UPSTREAM_AUTH_MESSAGE = (
-    "Error: 'Multitel rejected this tenant's Multitel credentials (HTTP 401); "
-    "check the Multitel username and password in the portal'"
-)
-UPSTREAM_AUTH_SKIPPED_MESSAGE = (
-    "Error: 'not tried: Multitel rejected this tenant's Multitel credentials (HTTP 401) "
-    "for another number of this job'"
-)
 
 
 @dataclass(frozen=True)
@@ -128,6 +119,7 @@ class _Window:
         self.breaker_read_at = -BREAKER_CHECK_SECONDS  # when a claim last found it closed
         now = time.monotonic()
         self.slots_at = self.sync_check_at = self.fair_check_at = now
+        self.renew_at = now + settings.RESTORE_LEASE_SECONDS / 4
         # Calls finished and not yet recorded: a calling thread starts no new call while there
         # are as many as there are slots, so that the numbers a crash leaves to be called again
         # are at most those in flight and one finished call per slot.
@@ -210,47 +202,71 @@ class _Window:
     # --- this thread ---------------------------------------------------------------------
 
     def run(self) -> WindowEnd:
-        renew_every = settings.RESTORE_LEASE_SECONDS / 4
-        renew_at = time.monotonic() + renew_every
         try:
             while True:
-                now = time.monotonic()
-                if now >= renew_at:
-                    self._renew()
-                    renew_at = now + renew_every
-                if self.claiming and (
-                    (self.deadline is not None and now >= self.deadline)
-                    or (self.slice_ends is not None and self.asked and now >= self.slice_ends)
-                ):
-                    self.claiming, self.stopped_early = False, True
-                if (self.claiming or self.outstanding) and self.slots < self.limit and now >= self.slots_at:
-                    self._slots_want(self.limit)
-                    self.slots_at = now + (0 if self.slots == self.limit else SLOTS_RETRY_SECONDS)
-                if not self.job.is_sync and self.slots and now >= self.sync_check_at:
-                    self._make_room_for_sync()
-                    self.sync_check_at = now + SYNC_CHECK_SECONDS
-                if self.slice_ends is not None and self.claiming and self.asked and now >= self.fair_check_at:
-                    if others_waiting_for_a_worker(tenant_id=self.tenant.pk):
-                        # Another tenant's job waits for a worker: end this slice now, with
-                        # only the calls in flight to finish (the numbers in line go back).
-                        self.claiming, self.stopped_early = False, True
-                        self._unfeed()
-                    self.fair_check_at = now + FAIR_CHECK_SECONDS
-                self._collect()
-                self._record_and_claim()
-                if not self.outstanding:
-                    if not self.claiming:
-                        return WindowEnd(stopped_early=self.stopped_early, held_back=self.held_back)
-                    if self.held_back:
-                        self._wait_out_the_breaker()
-                        continue
-                    if self.exhausted:
-                        self._wait_for_the_others()
-                        continue
-                if self.alive == 0 and (self.outstanding or not self.exhausted):
-                    self._wait_for_a_slot()
+                try:
+                    end = self._step()
+                except Exception as exc:
+                    if not self._database_waited_out(exc):
+                        raise
+                    self.renew_at = time.monotonic()  # renew what is still this task's at once
+                    continue
+                if end is not None:
+                    return end
         finally:
             self._close()
+
+    def _database_waited_out(self, exc: Exception) -> bool:
+        """The database went out of reach (a restart, a failover): a queued task keeps its
+        calls' outcomes, waits for it (at most half of ``Q_TASK_TIMEOUT``) and goes on, rather
+        than leaving its numbers and slots to run out. A synchronous request does not wait:
+        its client gets the 503 at once."""
+        if self.job.is_sync or not database_unreachable(exc) or connection.in_atomic_block:
+            return False
+        logger.warning("database unavailable: %s; the window waits for it", type(exc).__name__)
+        if not database_wait(until=time.monotonic() + settings.Q_TASK_TIMEOUT / 2):
+            return False
+        logger.info("database back: the window goes on")
+        return True
+
+    def _step(self) -> WindowEnd | None:
+        """One turn of the loop: the window's end when it is over, else None."""
+        now = time.monotonic()
+        if now >= self.renew_at:
+            self._renew()
+            self.renew_at = now + settings.RESTORE_LEASE_SECONDS / 4
+        if self.claiming and (
+            (self.deadline is not None and now >= self.deadline)
+            or (self.slice_ends is not None and self.asked and now >= self.slice_ends)
+        ):
+            self.claiming, self.stopped_early = False, True
+        if (self.claiming or self.outstanding) and self.slots < self.limit and now >= self.slots_at:
+            self._slots_want(self.limit)
+            self.slots_at = now + (0 if self.slots == self.limit else SLOTS_RETRY_SECONDS)
+        if not self.job.is_sync and self.slots and now >= self.sync_check_at:
+            self._make_room_for_sync()
+            self.sync_check_at = now + SYNC_CHECK_SECONDS
+        if self.slice_ends is not None and self.claiming and self.asked and now >= self.fair_check_at:
+            if others_waiting_for_a_worker(tenant_id=self.tenant.pk):
+                # Another tenant's job waits for a worker: end this slice now, with only
+                # the calls in flight to finish (the numbers in line go back).
+                self.claiming, self.stopped_early = False, True
+                self._unfeed()
+            self.fair_check_at = now + FAIR_CHECK_SECONDS
+        self._collect()
+        self._record_and_claim()
+        if not self.outstanding:
+            if not self.claiming:
+                return WindowEnd(stopped_early=self.stopped_early, held_back=self.held_back)
+            if self.held_back:
+                self._wait_out_the_breaker()
+                return None
+            if self.exhausted:
+                self._wait_for_the_others()
+                return None
+        if self.alive == 0 and (self.outstanding or not self.exhausted):
+            self._wait_for_a_slot()
+        return None
 
     def _wait_for_a_slot(self) -> None:
         """The tenant's cap is full: wait and ask again, less often the longer it lasts (a
@@ -376,15 +392,19 @@ class _Window:
             and time.monotonic() - self.breaker_read_at < BREAKER_CHECK_SECONDS
         )
         claim_started = time.monotonic()
-        claim, rejected = _record_and_claim(
-            finished,
-            job=self.job,
-            health=self.health,
-            limit=want,
-            after=self.after,
-            breaker_seen=self.breaker_seen,
-            breaker_checked=checked,
-        )
+        try:
+            claim, rejected = outcomes_record_and_claim(
+                finished,
+                job=self.job,
+                health=self.health,
+                limit=want,
+                after=self.after,
+                breaker_seen=self.breaker_seen,
+                breaker_checked=checked,
+            )
+        except BaseException:
+            self.finished = finished + self.finished  # not recorded: kept for the next try
+            raise
         for result, _ in finished:
             self.outstanding.pop(result.pk, None)
         with self.recorded:
@@ -458,81 +478,3 @@ def _held_by_others(*, job_id: int) -> bool:
 
 def _claimable_left(*, job_id: int) -> bool:
     return NumberResult.objects.of_job(job_id).pending().exists()
-
-
-def _record_and_claim(
-    finished: list[tuple[NumberResult, RestoreOutcome]],
-    *,
-    job: Job,
-    health: AccountHealth,
-    limit: int,
-    after: int = -1,
-    breaker_seen: bool = False,
-    breaker_checked: bool = False,
-) -> tuple[Claim | None, bool]:
-    """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
-    more (see ``number_batch_claim``), in one transaction; returns the claim (None when
-    none was asked for) and whether Multitel rejected the tenant's credentials.
-
-    After an upstream 401 nothing more is claimed: every pending number of the job
-    fails without a call, since each would be refused too.
-
-    The tenant's breaker is told of the calls when they show trouble (this process saw
-    a burst of failures, the breaker was open, or a number ended on a retryable
-    failure). While it is open, a queued number that got no answer goes back to
-    pending instead of failing: an outage uses up no attempt.
-    """
-    tenant: Tenant = job.tenant
-    outcomes = {result.pk: outcome for result, outcome in finished}
-    rejected = False
-    for outcome in outcomes.values():
-        if outcome.status_code == 401:
-            outcome.message = UPSTREAM_AUTH_MESSAGE
-            rejected = True
-    by_token: dict[str, list[NumberResult]] = {}
-    for result, _ in finished:
-        by_token.setdefault(result.lease_token or "", []).append(result)
-    claim: Claim | None = None
-    now = timezone.now()
-    troubled = health.is_open or breaker_seen or any(unanswered_retryable(o) for o in outcomes.values())
-    with transaction.atomic():
-        breaker_open = False
-        if troubled:
-            view = breaker_outcomes_record(
-                tenant_id=tenant.pk,
-                outcomes=outcomes.values(),
-                tripped=health.tripped,
-                last_error=health.last_error,
-                now=now,
-            )
-            health.sync(view)
-            breaker_open = view.is_open
-        for outcome in outcomes.values():
-            # A client waiting on a synchronous answer gets the error now; queued work waits.
-            outcome.deferred = not job.is_sync and (
-                outcome.deferred or (breaker_open and unanswered_retryable(outcome))
-            )
-        for token, results in by_token.items():
-            number_results_record(
-                job_id=job.pk,
-                token=token,
-                results=results,
-                outcomes={r.pk: outcomes[r.pk] for r in results},
-                now=now,
-            )
-        if limit and not rejected:
-            claim = number_batch_claim(
-                job_id=job.pk,
-                tenant=tenant,
-                limit=limit,
-                for_sync=job.is_sync,
-                after=after,
-                now=now,
-                breaker_checked=breaker_checked and not troubled,
-            )
-            health.sync(claim.breaker)
-            if claim.probe:
-                health.probe()
-    if rejected:
-        job_fail_pending(job_id=job.pk, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
-    return claim, rejected

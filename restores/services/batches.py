@@ -1,0 +1,106 @@
+"""One transaction of a window: the calls that finished recorded, the next numbers claimed.
+
+The upstream breaker hears of the calls in the same transaction, and an upstream 401
+fails what is left of the job.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Tenant
+from restores.clients.multitel import RestoreOutcome
+from restores.clients.upstream_health import AccountHealth
+from restores.models import Job, NumberResult
+from restores.services.breaker import breaker_outcomes_record, unanswered_retryable
+from restores.services.claims import Claim, number_batch_claim
+from restores.services.completion import job_fail_pending
+from restores.services.recording import number_results_record
+
+UPSTREAM_AUTH_MESSAGE = (
+    "Error: 'Multitel rejected this tenant's Multitel credentials (HTTP 401); "
+    "check the Multitel username and password in the portal'"
+)
+UPSTREAM_AUTH_SKIPPED_MESSAGE = (
+    "Error: 'not tried: Multitel rejected this tenant's Multitel credentials (HTTP 401) "
+    "for another number of this job'"
+)
+
+
+def outcomes_record_and_claim(
+    finished: list[tuple[NumberResult, RestoreOutcome]],
+    *,
+    job: Job,
+    health: AccountHealth,
+    limit: int,
+    after: int = -1,
+    breaker_seen: bool = False,
+    breaker_checked: bool = False,
+) -> tuple[Claim | None, bool]:
+    """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
+    more (see ``number_batch_claim``), in one transaction; returns the claim (None when
+    none was asked for) and whether Multitel rejected the tenant's credentials.
+
+    After an upstream 401 nothing more is claimed: every pending number of the job
+    fails without a call, since each would be refused too.
+
+    The tenant's breaker is told of the calls when they show trouble (this process saw
+    a burst of failures, the breaker was open, or a number ended on a retryable
+    failure). While it is open, a queued number that got no answer goes back to
+    pending instead of failing: an outage uses up no attempt.
+    """
+    tenant: Tenant = job.tenant
+    outcomes = {result.pk: outcome for result, outcome in finished}
+    rejected = False
+    for outcome in outcomes.values():
+        if outcome.status_code == 401:
+            outcome.message = UPSTREAM_AUTH_MESSAGE
+            rejected = True
+    by_token: dict[str, list[NumberResult]] = {}
+    for result, _ in finished:
+        by_token.setdefault(result.lease_token or "", []).append(result)
+    claim: Claim | None = None
+    now = timezone.now()
+    troubled = health.is_open or breaker_seen or any(unanswered_retryable(o) for o in outcomes.values())
+    with transaction.atomic():
+        breaker_open = False
+        if troubled:
+            view = breaker_outcomes_record(
+                tenant_id=tenant.pk,
+                outcomes=outcomes.values(),
+                tripped=health.tripped,
+                last_error=health.last_error,
+                now=now,
+            )
+            health.sync(view)
+            breaker_open = view.is_open
+        for outcome in outcomes.values():
+            # A client waiting on a synchronous answer gets the error now; queued work waits.
+            outcome.deferred = not job.is_sync and (
+                outcome.deferred or (breaker_open and unanswered_retryable(outcome))
+            )
+        for token, results in by_token.items():
+            number_results_record(
+                job_id=job.pk,
+                token=token,
+                results=results,
+                outcomes={r.pk: outcomes[r.pk] for r in results},
+                now=now,
+            )
+        if limit and not rejected:
+            claim = number_batch_claim(
+                job_id=job.pk,
+                tenant=tenant,
+                limit=limit,
+                for_sync=job.is_sync,
+                after=after,
+                now=now,
+                breaker_checked=breaker_checked and not troubled,
+            )
+            health.sync(claim.breaker)
+            if claim.probe:
+                health.probe()
+    if rejected:
+        job_fail_pending(job_id=job.pk, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
+    return claim, rejected
