@@ -216,6 +216,11 @@ class _Window:
         finally:
             self._close()
 
+    def _had_a_turn(self) -> bool:
+        """A slice ends only after its first claim, or while it waits for a slot that the
+        cap has no room for (doing nothing: it hands its worker over like any other)."""
+        return self.asked or (not self.alive and self.capped_polls > 0)
+
     def _database_waited_out(self, exc: Exception) -> bool:
         """The database went out of reach (a restart, a failover): a queued task keeps its
         calls' outcomes, waits for it (at most half of ``Q_TASK_TIMEOUT``) and goes on, rather
@@ -237,7 +242,7 @@ class _Window:
             self.renew_at = now + settings.RESTORE_LEASE_SECONDS / 4
         if self.claiming and (
             (self.deadline is not None and now >= self.deadline)
-            or (self.slice_ends is not None and self.asked and now >= self.slice_ends)
+            or (self.slice_ends is not None and self._had_a_turn() and now >= self.slice_ends)
         ):
             self.claiming, self.stopped_early = False, True
         if (self.claiming or self.outstanding) and self.slots < self.limit and now >= self.slots_at:
@@ -246,7 +251,7 @@ class _Window:
         if not self.job.is_sync and self.slots and now >= self.sync_check_at:
             self._make_room_for_sync()
             self.sync_check_at = now + SYNC_CHECK_SECONDS
-        if self.slice_ends is not None and self.claiming and self.asked and now >= self.fair_check_at:
+        if self.slice_ends is not None and self.claiming and self._had_a_turn() and now >= self.fair_check_at:
             if others_waiting_for_a_worker(tenant_id=self.tenant.pk):
                 # Another tenant's job waits for a worker: end this slice now, with only
                 # the calls in flight to finish (the numbers in line go back).
