@@ -10,6 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Tenant
+from portal.durability import commit_unflushed
 from restores.clients.multitel import RestoreOutcome
 from restores.clients.upstream_health import AccountHealth
 from restores.models import Job, NumberResult
@@ -37,10 +38,12 @@ def outcomes_record_and_claim(
     after: int = -1,
     breaker_seen: bool = False,
     breaker_checked: bool = False,
-) -> tuple[Claim | None, bool]:
+) -> tuple[Claim | None, bool, int]:
     """Record finished calls (grouped by the claim they belong to), then claim up to ``limit``
     more (see ``number_batch_claim``), in one transaction; returns the claim (None when
-    none was asked for) and whether Multitel rejected the tenant's credentials.
+    none was asked for), whether Multitel rejected the tenant's credentials, and how many
+    numbers are now final (a lease lost meanwhile writes nothing; a deferred outcome is not
+    final).
 
     After an upstream 401 nothing more is claimed: every pending number of the job
     fails without a call, since each would be refused too.
@@ -64,6 +67,8 @@ def outcomes_record_and_claim(
     now = timezone.now()
     troubled = health.is_open or breaker_seen or any(unanswered_retryable(o) for o in outcomes.values())
     with transaction.atomic():
+        if job.is_sync:
+            commit_unflushed()  # the completion's commit, which the client waits for, flushes it
         breaker_open = False
         if troubled:
             view = breaker_outcomes_record(
@@ -80,8 +85,9 @@ def outcomes_record_and_claim(
             outcome.deferred = not job.is_sync and (
                 outcome.deferred or (breaker_open and unanswered_retryable(outcome))
             )
+        written = 0
         for token, results in by_token.items():
-            number_results_record(
+            written += number_results_record(
                 job_id=job.pk,
                 token=token,
                 results=results,
@@ -103,4 +109,4 @@ def outcomes_record_and_claim(
                 health.probe()
     if rejected:
         job_fail_pending(job_id=job.pk, status_code=401, message=UPSTREAM_AUTH_SKIPPED_MESSAGE)
-    return claim, rejected
+    return claim, rejected, written

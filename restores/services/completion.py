@@ -61,9 +61,10 @@ def _webhook_fields(*, has_webhook: bool, now: datetime) -> dict[str, Any]:
     }
 
 
-def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True) -> bool:
-    """Mark the job completed when every number is final; True for the one caller that did."""
-    if job_remaining_count(job_id=job_id):
+def job_complete_if_done(*, job_id: int, enqueue_webhook: bool = True, counted: bool = False) -> bool:
+    """Mark the job completed when every number is final; True for the one caller that did.
+    ``counted``: the caller wrote a final outcome for every number itself, so none is left."""
+    if not counted and job_remaining_count(job_id=job_id):
         return False
     job = job_finish(job_id=job_id, status=Job.Status.COMPLETED, enqueue_webhook=enqueue_webhook)
     if job is None:

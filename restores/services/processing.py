@@ -40,11 +40,12 @@ def job_run_sync(*, job: Job, started: float) -> None:
     end = restore_window(
         job=job, limit=min(job.total_numbers, job.tenant.max_concurrency), deadline=upstream_deadline
     )
-    if end.held_back:
-        # Multitel is down for the tenant (its breaker is open): say so now, not at the deadline.
-        job_fail_pending(job_id=job.pk, status_code=503, message=BREAKER_OPEN_MESSAGE)
-    job_fail_pending(job_id=job.pk, status_code=504, message=_deadline_message())
-    if job_complete_if_done(job_id=job.pk, enqueue_webhook=False) and job.webhook_url:
+    if not end.all_final:
+        if end.held_back:
+            # Multitel is down for the tenant (its breaker is open): say so now, not at the deadline.
+            job_fail_pending(job_id=job.pk, status_code=503, message=BREAKER_OPEN_MESSAGE)
+        job_fail_pending(job_id=job.pk, status_code=504, message=_deadline_message())
+    if job_complete_if_done(job_id=job.pk, enqueue_webhook=False, counted=end.all_final) and job.webhook_url:
         remaining = deadline - time.monotonic()
         job_webhook_deliver(job_id=job.pk, timeout=max(0.5, min(settings.WEBHOOK_SYNC_TIMEOUT, remaining)))
 

@@ -23,6 +23,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from accounts.models import Tenant
+from portal.durability import commit_unflushed
 from restores.models import Job, NumberResult, SlotLease
 from restores.services.workers import worker_name
 
@@ -52,19 +53,29 @@ def _sync_since(now: datetime) -> datetime:
 
 
 def slots_acquire(
-    *, tenant: Tenant, token: str, job_id: int, want: int, for_sync: bool = False, now: datetime | None = None
+    *,
+    tenant: Tenant,
+    token: str,
+    job_id: int,
+    want: int,
+    for_sync: bool = False,
+    held: int | None = None,
+    now: datetime | None = None,
 ) -> int:
     """Hold up to ``want`` slots of the tenant under ``token`` (the ones already held count);
     returns how many are held now, never more than the cap leaves.
 
     The slots in use are counted and the lease written in one transaction, serialised per
     tenant (a row lock on the tenant on PostgreSQL; SQLite's IMMEDIATE transactions
-    serialise all writers). ``want`` below what is held gives the rest back.
+    serialise all writers). ``want`` below what is held gives the rest back. ``held``: the
+    caller knows how many it holds (0: none yet), so they are not read.
     """
     now = now or timezone.now()
     expires_at = now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+    first_of_a_request = for_sync and held == 0
     if (
-        not transaction.get_connection().in_atomic_block
+        not first_of_a_request  # a client waits: ask straight away, with the lock
+        and not transaction.get_connection().in_atomic_block
         and tenant_slots_in_use(tenant_id=tenant.pk, now=now) >= tenant.max_concurrency
     ):
         # The cap is full: say so with a plain read, without the tenant's lock (or SQLite's
@@ -72,29 +83,30 @@ def slots_acquire(
         # held count in that read, so a holder asking for more learns it holds what it can.
         return SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
     with transaction.atomic(savepoint=False):
+        if for_sync:
+            commit_unflushed()  # the request's last commit, which its client waits for, flushes it
         if connection.vendor == "postgresql":
             list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
-        mine = SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
+        if held is None:
+            held = SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
+        mine = held
         if want <= mine:
             return slots_set(token=token, slots=want, now=now)
         room = tenant.max_concurrency - tenant_slots_in_use(tenant_id=tenant.pk, now=now, exclude_token=token)
         if not for_sync:
             room -= tenant_sync_waiting(tenant_id=tenant.pk, now=now)
-        held = max(mine, min(want, room))
-        if held == mine:
+        granted = max(mine, min(want, room))
+        if granted == mine:
             return mine
-        SlotLease.objects.update_or_create(
-            token=token,
-            defaults={
-                "tenant_id": tenant.pk,
-                "job_id": job_id,
-                "slots": held,
-                "for_sync": for_sync,
-                "holder": worker_name(),
-                "expires_at": expires_at,
-            },
+        lease = {"slots": granted, "expires_at": expires_at}
+        if mine and SlotLease.objects.filter(token=token).update(**lease):
+            return granted
+        # None held yet: no lease row (giving every slot back deletes it). Or the lease ran
+        # out and was swept while its holder was cut off from the database: a new one.
+        SlotLease.objects.create(
+            token=token, tenant_id=tenant.pk, job_id=job_id, for_sync=for_sync, holder=worker_name(), **lease
         )
-        return held
+        return granted
 
 
 def slots_set(*, token: str, slots: int, now: datetime | None = None) -> int:

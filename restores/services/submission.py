@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import ApiCredential, Tenant
+from portal.durability import commit_unflushed
 from portal.logs import log_context
 from restores.models import Job, NumberResult
 from restores.services.processing import _fanout, job_run_sync
@@ -35,6 +36,8 @@ def job_create(
     """
     now = timezone.now()
     is_sync = len(numbers) <= settings.SYNC_MAX_NUMBERS
+    if is_sync:
+        commit_unflushed()  # the request answers only once the job is completed, on disk
     job = Job.objects.create(
         tenant=tenant,
         credential=credential,

@@ -21,9 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+from portal.durability import commit_unflushed
 from portal.outages import database_unreachable, database_wait
 from restores.clients.multitel import MultitelClient, RestoreOutcome
 from restores.clients.upstream_health import account_health
@@ -73,10 +74,12 @@ NUMBERS_AHEAD_PER_SLOT = 1
 class WindowEnd:
     """How a window ended: ``stopped_early``, at the deadline or the slice's end, with numbers
     possibly left to claim; ``held_back``, the tenant's upstream breaker was open when it
-    last asked."""
+    last asked; ``all_final``, it recorded a final outcome for every number of the job (a
+    synchronous request's, which no other task works on)."""
 
     stopped_early: bool = False
     held_back: bool = False
+    all_final: bool = False
 
 
 def restore_window(
@@ -115,6 +118,8 @@ class _Window:
         self.closing = False  # every calling thread ends after its current call
         self.asked = False  # a claim was made: a slice always makes one
         self.after = -1  # the highest position claimed so far: where the next claim looks first
+        self.claimed = 0  # numbers this window has claimed
+        self.final = 0  # numbers this window has recorded final
         self.capped_polls = 0
         self.breaker_read_at = -BREAKER_CHECK_SECONDS  # when a claim last found it closed
         now = time.monotonic()
@@ -192,6 +197,7 @@ class _Window:
             job_id=self.job.pk,
             want=self.alive + need,
             for_sync=self.job.is_sync,
+            held=self.alive,
         )
         for _ in range(max(0, held - self.alive)):
             self.loops.append(_calling_threads().submit(self._call_loop))
@@ -262,7 +268,11 @@ class _Window:
         self._record_and_claim()
         if not self.outstanding:
             if not self.claiming:
-                return WindowEnd(stopped_early=self.stopped_early, held_back=self.held_back)
+                return WindowEnd(
+                    stopped_early=self.stopped_early,
+                    held_back=self.held_back,
+                    all_final=self.final >= self.job.total_numbers,
+                )
             if self.held_back:
                 self._wait_out_the_breaker()
                 return None
@@ -301,6 +311,9 @@ class _Window:
         """Nothing left to claim. Done, unless the rest is leased by other tasks: then wait
         until they finish it, or a lease runs out (its holder died) and it can be claimed,
         with no slot held meanwhile."""
+        if self._claimed_all():
+            self.claiming = False  # a synchronous request's numbers: all had their call
+            return
         if _claimable_left(job_id=self.job.pk):
             self.exhausted = False  # numbers came back (another task's line, a lease run out)
             return
@@ -311,6 +324,11 @@ class _Window:
         self._collect()
         time.sleep(max(0.0, min(1.0, _until(self.slice_ends))))
         self.exhausted = False
+
+    def _claimed_all(self) -> bool:
+        """A synchronous request claimed every number of its job: no other task claims them,
+        and none goes back to pending but by ``_unfeed``, as the window closes."""
+        return self.job.is_sync and self.claimed >= self.job.total_numbers
 
     def _make_room_for_sync(self) -> None:
         """A synchronous request of the tenant waits for a slot and the cap is full: give it
@@ -388,6 +406,8 @@ class _Window:
             want = max(0, (1 + NUMBERS_AHEAD_PER_SLOT) * self.slots - in_line)
             if in_line > self.slots and want < max(1, self.slots // 2):
                 want = 0  # enough in line; claim a bigger batch later
+            if self.job.is_sync:
+                want = min(want, self.job.total_numbers - self.claimed)  # no other task claims them
         if not self.finished and not want:
             return
         finished, self.finished = self.finished, []
@@ -398,7 +418,7 @@ class _Window:
         )
         claim_started = time.monotonic()
         try:
-            claim, rejected = outcomes_record_and_claim(
+            claim, rejected, written = outcomes_record_and_claim(
                 finished,
                 job=self.job,
                 health=self.health,
@@ -410,6 +430,7 @@ class _Window:
         except BaseException:
             self.finished = finished + self.finished  # not recorded: kept for the next try
             raise
+        self.final += written
         for result, _ in finished:
             self.outstanding.pop(result.pk, None)
         with self.recorded:
@@ -427,8 +448,9 @@ class _Window:
             self.breaker_read_at = claim_started
         self.held_back = claim.held_back
         self.breaker_seen = claim.breaker.is_open
+        self.claimed += len(claim.results)
         # Fewer than asked for: the job has no more to claim now (looked at again at the end).
-        self.exhausted = not claim.held_back and len(claim.results) < want
+        self.exhausted = not claim.held_back and (len(claim.results) < want or self._claimed_all())
         self.after = max([self.after, *(result.position for result in claim.results)])
         for result in claim.results:
             self.outstanding[result.pk] = result
@@ -450,8 +472,14 @@ class _Window:
             self.recorded.notify_all()
         for _ in self.loops:
             self.feed.put(None)
-        wait(self.loops)
-        slots_set(token=self.slot_token, slots=0)
+        if self.outstanding:
+            wait(self.loops)  # calls may be in flight: their slots are given back once they end
+        # Otherwise every claimed number is recorded, so no call is in flight: the threads
+        # end on their own, and their slots go back now.
+        with transaction.atomic():
+            if self.job.is_sync:
+                commit_unflushed()  # a client waits; the completion's commit flushes it
+            slots_set(token=self.slot_token, slots=0)
 
 
 _pool_lock = threading.Lock()
