@@ -49,6 +49,17 @@ class JobQuerySet(models.QuerySet["Job"]):
         every worker is busy (a free one starts a job within a poll of the queue)."""
         return self.filter(status=self.model.Status.PENDING, is_sync=False, created_at__range=(since, before))
 
+    def under_way_with_work(self, *, since: datetime) -> Self:
+        """Queued jobs that have started, still have numbers to claim and were touched since
+        ``since``, of tenants whose upstream breaker is closed: their tasks may be waiting in
+        the queue while their tenant's cap has room."""
+        State = self.model.Status
+        return (
+            self.filter(status=State.PROCESSING, is_sync=False, heartbeat_at__gte=since)
+            .filter(results__status="pending")
+            .exclude(tenant__upstream_breaker__state__in=["open", "half_open"])
+        )
+
     def idle_since(self, when: datetime) -> Self:
         """Active jobs nobody touched since ``when`` (their queue message may be lost)."""
         return self.active().filter(heartbeat_at__lte=when)

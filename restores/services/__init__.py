@@ -49,6 +49,7 @@ from restores.services.slots import (
     others_waiting_for_a_worker,
     slots_acquire,
     slots_set,
+    tenant_cap_full,
     tenant_slots_in_use,
     tenant_sync_waiting,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "restore_window",
     "slots_acquire",
     "slots_set",
+    "tenant_cap_full",
     "tenant_in_flight",
     "tenant_slots_in_use",
     "tenant_sync_waiting",

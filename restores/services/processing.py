@@ -20,7 +20,7 @@ from restores.clients.multitel import BREAKER_OPEN_MESSAGE
 from restores.models import Job, NumberResult
 from restores.services.completion import job_complete_if_done, job_fail_pending
 from restores.services.queue import enqueue
-from restores.services.slots import others_waiting_for_a_worker
+from restores.services.slots import others_waiting_for_a_worker, tenant_cap_full
 from restores.services.webhooks import job_webhook_deliver
 from restores.services.window import restore_window
 
@@ -84,8 +84,11 @@ def job_process(*, job_id: int) -> None:
     if job is None or job.status not in Job.ACTIVE_STATUSES:
         return
     with log_context(job_uuid=job.uuid, tenant=job.tenant.name):
-        if job.status == Job.Status.PROCESSING and others_waiting_for_a_worker(tenant_id=job.tenant_id):
-            # This job has had its turn; another tenant's has not: go to the back of the queue.
+        if job.status == Job.Status.PROCESSING and others_waiting_for_a_worker(
+            tenant_id=job.tenant_id, idle=tenant_cap_full(tenant=job.tenant)
+        ):
+            # This job has had its turn, or its tenant's cap is full anyway; another tenant's
+            # job waits for a worker: go to the back of the queue.
             enqueue("restores.tasks.process_job", job_id)
             return
         now = timezone.now()

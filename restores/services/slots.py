@@ -124,21 +124,37 @@ def slots_renew(*, token: str, now: datetime) -> None:
     )
 
 
-def others_waiting_for_a_worker(*, tenant_id: int, now: datetime | None = None) -> bool:
+def others_waiting_for_a_worker(*, tenant_id: int, idle: bool = False, now: datetime | None = None) -> bool:
     """A queued job of another tenant whose cap has room has waited for a worker for longer
     than ``FAIR_WAIT_SECONDS`` (but not so long that its wake-up is more likely lost than
-    queued: ``FAIR_WAIT_GIVE_UP_SECONDS``; the sweeper sees to that one)."""
+    queued: ``FAIR_WAIT_GIVE_UP_SECONDS``; the sweeper sees to that one).
+
+    ``idle``: the asking task can do nothing (its tenant's cap is full), so a job under way
+    whose tenant's cap has room its tasks do not fill counts too: its tasks wait in the queue
+    behind tasks like this one. (A task that holds slots hands over only to jobs that have
+    not started: handing over to every tenant below its cap would pass the workers round and
+    round when there are more tenants than workers.)"""
     now = now or timezone.now()
-    waiting = (
-        Job.objects.waiting_for_a_worker(
-            since=now - timedelta(seconds=FAIR_WAIT_GIVE_UP_SECONDS),
-            before=now - timedelta(seconds=FAIR_WAIT_SECONDS),
-        )
+    since = now - timedelta(seconds=FAIR_WAIT_GIVE_UP_SECONDS)
+    waiting = set(
+        Job.objects.waiting_for_a_worker(since=since, before=now - timedelta(seconds=FAIR_WAIT_SECONDS))
         .exclude(tenant_id=tenant_id)
         .values_list("tenant_id", "tenant__max_concurrency")
         .distinct()[:5]
     )
+    if idle:
+        waiting |= set(
+            Job.objects.under_way_with_work(since=since)
+            .exclude(tenant_id=tenant_id)
+            .values_list("tenant_id", "tenant__max_concurrency")
+            .distinct()[:5]
+        )
     return any(tenant_slots_in_use(tenant_id=other, now=now) < cap for other, cap in waiting)
+
+
+def tenant_cap_full(*, tenant: Tenant, now: datetime | None = None) -> bool:
+    """Every slot of the tenant's cap is held: a task of it that holds none can do nothing."""
+    return tenant_slots_in_use(tenant_id=tenant.pk, now=now or timezone.now()) >= tenant.max_concurrency
 
 
 # A queued job not started this long after its creation waits for a worker; one not

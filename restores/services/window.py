@@ -258,7 +258,8 @@ class _Window:
             self._make_room_for_sync()
             self.sync_check_at = now + SYNC_CHECK_SECONDS
         if self.slice_ends is not None and self.claiming and self._had_a_turn() and now >= self.fair_check_at:
-            if others_waiting_for_a_worker(tenant_id=self.tenant.pk):
+            idle = not self.alive and self.capped_polls > 0  # waits for a slot, holds none
+            if others_waiting_for_a_worker(tenant_id=self.tenant.pk, idle=idle):
                 # Another tenant's job waits for a worker: end this slice now, with only
                 # the calls in flight to finish (the numbers in line go back).
                 self.claiming, self.stopped_early = False, True

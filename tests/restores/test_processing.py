@@ -612,3 +612,40 @@ def test_it_yields_only_to_jobs_that_wait_for_a_worker_and_could_use_one(
     # Nor after so long that its wake-up is more likely lost than queued (the sweeper's).
     much_later = now + timedelta(minutes=5)
     assert not services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, now=much_later)
+
+
+def test_it_hands_an_idle_worker_to_a_job_under_way_whose_tenants_cap_has_room(
+    owner: Party, second: Party, enqueued: list[Any]
+) -> None:
+    """A task that can do nothing (its tenant's cap is full) yields to a started job whose
+    tenant's cap has room; a task that holds slots yields only to jobs not started yet."""
+    assert owner.tenant is not None and second.tenant is not None
+    under_way = _async_job(second, 30)
+    now = timezone.now()
+    Job.objects.filter(pk=under_way.pk).update(status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now)
+
+    assert services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, idle=True, now=now)
+    assert not services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, now=now)
+    # Not its own tenant's job, nor one whose tenant's cap is full.
+    assert not services.others_waiting_for_a_worker(tenant_id=second.tenant.pk, idle=True, now=now)
+    _hold(second, under_way, second.tenant.max_concurrency)
+    assert not services.others_waiting_for_a_worker(tenant_id=owner.tenant.pk, idle=True, now=now)
+
+
+def test_it_sends_a_task_whose_tenants_cap_is_full_to_the_back_of_the_queue_for_another_with_room(
+    owner: Party, second: Party, enqueued: list[Any]
+) -> None:
+    assert owner.tenant is not None and second.tenant is not None
+    now = timezone.now()
+    full = _async_job(owner, 30)
+    room = _async_job(second, 30)
+    Job.objects.filter(pk__in=[full.pk, room.pk]).update(
+        status=Job.Status.PROCESSING, started_at=now, heartbeat_at=now
+    )
+    _hold(owner, full, owner.tenant.max_concurrency)
+    enqueued.clear()
+
+    services.job_process(job_id=full.pk)
+
+    assert enqueued == [("restores.tasks.process_job", (full.pk,))]
+    assert not NumberResult.objects.filter(job=full).exclude(status="pending").exists()
