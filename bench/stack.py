@@ -17,6 +17,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import tempfile
 import time
 import uuid
@@ -40,6 +41,20 @@ from tests.support.harness import (
 
 PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/3")
+
+# Settings the benchmarks set themselves where a section needs them, and otherwise leave at
+# the settings' defaults: never taken from the environment the benchmark was started in.
+TUNING_SETTINGS = (
+    "Q_WORKERS",
+    "Q_POLL",
+    "Q_WEBHOOK_WORKERS",
+    "Q_QUEUE",
+    "RESTORE_BATCH_SIZE",
+    "RESTORE_JOB_FANOUT",
+    "RESTORE_TASK_SLICE_SECONDS",
+    "RESTORE_LEASE_SECONDS",
+    "CONN_MAX_AGE",
+)
 
 
 def numbers(count: int, *, offset: int = 0) -> list[str]:
@@ -116,6 +131,17 @@ class Database:
             "total_numbers": total,
         }
 
+    def backend_pid(self) -> int | None:
+        """The PostgreSQL backend serving this connection (None on SQLite)."""
+        if self.is_sqlite:
+            return None
+        row = self.conn().execute("SELECT pg_backend_pid()").fetchone()
+        return int(row[0])
+
+    @property
+    def name(self) -> str:
+        return urlsplit(self.url).path.lstrip("/")
+
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
@@ -128,6 +154,7 @@ class Stack(ServedStack):
     """One stack: ``Stack.build(...)``, then ``close()`` (or use it as a context manager)."""
 
     tenants: dict[str, Tenant] = field(default_factory=dict)
+    traced: bool = False
     db: Database = field(init=False)
 
     def __post_init__(self) -> None:
@@ -142,14 +169,19 @@ class Stack(ServedStack):
         latency_ms: float = 50,
         web_workers: int = 2,
         web_threads: int = 8,
+        traced: bool = False,
         **env: str,
     ) -> Stack:
+        """Migrate, start the simulated Multitel (``traced``: the one of
+        ``bench/traced_multitel.py``, which notes when each call began and ended) and
+        gunicorn; ``env`` overrides the settings (the rest are the settings' defaults)."""
         tmp = Path(tempfile.mkdtemp(prefix="portal-bench-"))
         database_url, drop = _database_url(db, tmp)
         web_port, multitel_port = free_port(), free_port()
         cluster = f"bench{uuid.uuid4().hex[:8]}"
+        inherited = {k: v for k, v in inherited_env().items() if k not in TUNING_SETTINGS}
         stack_env = {
-            **inherited_env(),
+            **inherited,
             "DATABASE_URL": database_url,
             "SECRET_KEY": "bench-secret-key-for-local-measurements-0123456789",
             "MULTITEL_BASE_URL": f"http://127.0.0.1:{multitel_port}",
@@ -172,6 +204,7 @@ class Stack(ServedStack):
             multitel_url=f"http://127.0.0.1:{multitel_port}",
             database_url=database_url,
             drop=drop,
+            traced=traced,
         )
         try:
             stack.manage("migrate", "--noinput", "-v0")
@@ -190,8 +223,24 @@ class Stack(ServedStack):
     def __enter__(self) -> Stack:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.keep_logs()
         self.close()
+
+    def keep_logs(self) -> Path:
+        """Copy the processes' logs out of the stack's directory (which ``close`` removes)."""
+        kept = Path(tempfile.mkdtemp(prefix="portal-bench-logs-"))
+        for log in self.tmp.glob("*.log"):
+            shutil.copy2(log, kept / log.name)
+        alive = {name: proc.poll() for name, proc in self.processes.items()}
+        (kept / "processes.txt").write_text(
+            "\n".join(
+                f"{name}: {'running' if code is None else f'exited {code}'}" for name, code in alive.items()
+            )
+        )
+        print(f"logs of the failed stack kept in {kept}", flush=True)
+        return kept
 
     def close(self) -> None:
         for name in list(self.processes):
@@ -207,8 +256,31 @@ class Stack(ServedStack):
     def stop(
         self, name: str, sig: int = signal.SIGTERM, timeout: float = 15, *, then_kill_group: bool = True
     ) -> None:
-        """SIGTERM first; then whatever the process group left behind (qcluster's children)."""
-        super().stop(name, sig, timeout, then_kill_group=then_kill_group)
+        """``sig`` to the process itself, and a wait for it to exit (SIGKILL to its group after
+        ``timeout``); then whatever the process group left behind (qcluster's children) is killed.
+
+        The signal goes to the group's leader only: qcluster (like gunicorn's master) stops its
+        children itself, in order. Sent to the whole group, as the harness does, it reaches the
+        sentinel, the workers, the monitor and the pusher at once, and the cluster never gets
+        to "has stopped": every stop would wait out the timeout and end in SIGKILL.
+        """
+        proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, sig)
+                proc.wait(timeout=timeout)
+            except ProcessLookupError:
+                pass
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        # Even when the leader had already exited: children it left behind.
+        if then_kill_group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def manage(self, *args: str, extra_env: dict[str, str] | None = None) -> str:
         result = self.run_manage(*args, extra_env=extra_env, timeout=600)
@@ -220,23 +292,45 @@ class Stack(ServedStack):
         """(Re)start the simulated Multitel with a fixed latency."""
         self.stop("multitel")
         port = port or int(urlsplit(self.multitel_url).port or 0)
-        self.start_fake_multitel(port, latency_ms=latency_ms)
+        if self.traced:
+            self.start(
+                "multitel",
+                "bench/traced_multitel.py",
+                "--port",
+                str(port),
+                "--latency-ms",
+                str(latency_ms),
+                "--hang-seconds",
+                "5",
+            )
+        else:
+            self.start_fake_multitel(port, latency_ms=latency_ms)
         wait_until(self.fake_stats, timeout=30, what="the simulated Multitel")
 
-    def start_worker(self, name: str, *, workers: int, extra_env: dict[str, str] | None = None) -> int:
-        """Start a qcluster process; returns its pid (the root of its process tree)."""
+    def start_worker(
+        self,
+        name: str,
+        *,
+        workers: int | None,
+        extra_env: dict[str, str] | None = None,
+        command: tuple[str, ...] = ("manage.py", "qcluster"),
+    ) -> int:
+        """Start a qcluster process of ``workers`` workers (None: the settings' default);
+        returns its pid (the root of its process tree). ``command``: how qcluster is run."""
+        count = {} if workers is None else {"Q_WORKERS": str(workers)}
         proc = self.start(
             name,
-            "manage.py",
-            "qcluster",
-            extra_env={
-                "WORKER_NAME": name,
-                "Q_WORKERS": str(workers),
-                "LOG_LEVEL": "INFO",
-                **(extra_env or {}),
-            },
+            *command,
+            extra_env={"WORKER_NAME": name, "LOG_LEVEL": "INFO", **count, **(extra_env or {})},
         )
-        wait_until(lambda: "running" in self.log(name).lower(), timeout=60, what=f"{name} to start")
+        try:
+            wait_until(
+                lambda: self.running(name) and "running" in self.log(name).lower(),
+                timeout=60,
+                what=f"{name} to start",
+            )
+        except AssertionError as exc:  # exited, or timed out: say what its log says
+            raise RuntimeError(f"{exc}\n--- log of {name}:\n{self.log(name)[-3000:]}") from exc
         return proc.pid
 
     # tenants and upstream
@@ -276,6 +370,28 @@ class Stack(ServedStack):
 
     def fake_reset(self) -> None:
         requests.post(f"{self.multitel_url}/_fake/reset", timeout=30).raise_for_status()
+
+    def fake_trace(self) -> list[tuple[float, float, int]]:
+        """(start, end, client port) of every upstream call since the last reset, in wall-clock
+        seconds; only with ``traced``."""
+        response = requests.get(f"{self.multitel_url}/_trace", timeout=60)
+        response.raise_for_status()
+        return [(float(a), float(b), int(c)) for a, b, c in response.json()["calls"]]
+
+    def settings_in_force(
+        self, names: tuple[str, ...], extra_env: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        """The values of some settings as the stack's processes see them (``Q_WORKERS`` is
+        ``Q_CLUSTER["workers"]``, ``Q_POLL`` ``Q_CLUSTER["poll"]``)."""
+        code = (
+            "import json; from django.conf import settings as s; "
+            "q = s.Q_CLUSTER; v = {'Q_WORKERS': q.get('workers'), 'Q_POLL': q.get('poll')}; "
+            f"v.update({{n: getattr(s, n, None) for n in {list(names)!r} if n not in v}}); "
+            "print(json.dumps(v, default=str))"
+        )
+        out = self.manage("shell", "-c", code, extra_env=extra_env)
+        values: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+        return {name: values.get(name) for name in names}
 
     # jobs
     def submit(self, tenant: Tenant, nums: list[str], **extra: Any) -> tuple[float, requests.Response]:
