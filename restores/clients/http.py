@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import http.cookiejar
 import heapq
 import os
 import socket
@@ -281,6 +282,8 @@ def new_session(*, adapter: HTTPAdapter | None = None, pool_maxsize: int = 10) -
     # whose passwords would go to a tenant's webhook. It also spares every request a walk
     # through the whole environment, a fifth of a call's CPU.
     session.trust_env = False
+    # No cookies kept or sent: neither Multitel's API nor a webhook is a browser session.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     session.mount("http://", adapter or DeadlineAdapter(pool_maxsize=pool_maxsize))
     session.mount("https://", adapter or DeadlineAdapter(pool_maxsize=pool_maxsize))
     session.headers["User-Agent"] = user_agent()

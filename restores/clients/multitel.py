@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import os
 import random
 import threading
@@ -279,14 +280,15 @@ def _attempt_record(
     )
 
 
-def _credential_forms(username: str, password: str) -> list[str]:
+@functools.lru_cache(maxsize=64)  # worked out once per tenant's credentials, not per call
+def _credential_forms(username: str, password: str) -> tuple[str, ...]:
     """Every form in which the credentials could come back in a body: never kept."""
     pair = f"{username}:{password}"
     forms = [pair, password, base64.b64encode(pair.encode()).decode()]
     with contextlib.suppress(UnicodeEncodeError):  # requests sends Latin-1 when it can
         forms.append(base64.b64encode(pair.encode("latin-1")).decode())
     # Longest first, so that a form is not left half redacted by a shorter one.
-    return sorted({f for f in forms if f}, key=len, reverse=True)
+    return tuple(sorted({f for f in forms if f}, key=len, reverse=True))
 
 
 _session_lock = threading.Lock()

@@ -61,7 +61,7 @@ SLOTS_RETRY_SECONDS = 0.25
 SYNC_CHECK_SECONDS = 0.1
 # A queued task looks this often for other tenants' jobs that wait for a worker, and
 # hands over to them (ends its slice early) when it finds one.
-FAIR_CHECK_SECONDS = 0.05
+FAIR_CHECK_SECONDS = 0.1
 # A claim reads the tenant's breaker again after this long, or at once after a failure.
 BREAKER_CHECK_SECONDS = 1.0
 # Calling threads a process keeps at most (its windows' slots together).
