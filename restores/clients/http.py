@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import http.cookiejar
 import heapq
+import http.cookiejar
 import os
 import socket
 import threading
