@@ -56,6 +56,11 @@ class AccountHealth:
         """This process saw a burst of failures that no answer has ended yet."""
         return self._tripped_at is not None
 
+    @property
+    def tripped_at(self) -> datetime | None:
+        """When this process saw the burst that no answer has ended yet (None: it has not)."""
+        return self._tripped_at
+
     def attempt_done(self, *, retryable_failure: bool, error: str = "") -> None:
         """Count one attempt: a retryable failure, or an answer (any envelope, even an error one)."""
         with self._lock:

@@ -74,7 +74,7 @@ def outcomes_record_and_claim(
             view = breaker_outcomes_record(
                 tenant_id=tenant.pk,
                 outcomes=outcomes.values(),
-                tripped=health.tripped,
+                tripped_at=health.tripped_at,
                 last_error=health.last_error,
                 now=now,
             )

@@ -126,15 +126,17 @@ def breaker_outcomes_record(
     *,
     tenant_id: int,
     outcomes: Iterable[RestoreOutcome],
-    tripped: bool,
+    tripped_at: datetime | None,
     last_error: str = "",
     now: datetime | None = None,
 ) -> BreakerView:
     """Update the tenant's breaker with finished calls; in the recording's transaction.
 
-    ``tripped``: this process saw a burst of retryable failures. An answer from
-    Multitel closes an open or half-open breaker; a trip opens a closed one; a probe
-    that failed opens it again for a longer cooldown. Returns the breaker as it is now.
+    ``tripped_at``: when this process saw a burst of retryable failures that no answer has
+    ended (None: it has not). An answer from Multitel closes an open or half-open breaker;
+    a trip opens a closed one, unless the breaker closed after it (the trip belongs to the
+    outage that ended then: its process has not heard yet); a probe that failed opens it
+    again for a longer cooldown. Returns the breaker as it is now.
     """
     now = now or timezone.now()
     outcomes = list(outcomes)
@@ -142,7 +144,9 @@ def breaker_outcomes_record(
     state = State.CLOSED if breaker is None else breaker.state
     any_answer = any(answered(o) for o in outcomes)
     if state == State.CLOSED:
-        if tripped and not any_answer:
+        closed_since = breaker.changed_at if breaker is not None else None
+        fresh_trip = tripped_at is not None and (closed_since is None or tripped_at > closed_since)
+        if fresh_trip and not any_answer:
             return _open(tenant_id=tenant_id, breaker=breaker, last_error=last_error, now=now)
         return _view(breaker)
     assert breaker is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from restores import services
 from restores.models import BreakerEvent
@@ -19,10 +20,12 @@ def outage(owner: Party) -> None:
     """The owner's breaker opened once, closed, and opened again; the second tenant's never did."""
     assert owner.tenant is not None
     tenant_id = owner.tenant.pk
-    services.breaker_outcomes_record(tenant_id=tenant_id, outcomes=[], tripped=True, last_error="HTTP 503")
-    services.breaker_outcomes_record(tenant_id=tenant_id, outcomes=[recorded_outcome()], tripped=False)
     services.breaker_outcomes_record(
-        tenant_id=tenant_id, outcomes=[], tripped=True, last_error="connection refused"
+        tenant_id=tenant_id, outcomes=[], tripped_at=timezone.now(), last_error="HTTP 503"
+    )
+    services.breaker_outcomes_record(tenant_id=tenant_id, outcomes=[recorded_outcome()], tripped_at=None)
+    services.breaker_outcomes_record(
+        tenant_id=tenant_id, outcomes=[], tripped_at=timezone.now(), last_error="connection refused"
     )
 
 

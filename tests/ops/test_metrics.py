@@ -262,7 +262,7 @@ def test_it_reports_every_family_with_the_right_types(activity: None) -> None:
 
 def test_it_reports_the_tenants_whose_upstream_breaker_is_open(activity: None, owner: Party) -> None:
     assert owner.tenant is not None
-    services.breaker_outcomes_record(tenant_id=owner.tenant.pk, outcomes=[], tripped=True)
+    services.breaker_outcomes_record(tenant_id=owner.tenant.pk, outcomes=[], tripped_at=timezone.now())
     UpstreamBreaker.objects.filter(tenant=owner.tenant).update(
         outage_started_at=timezone.now() - timedelta(seconds=90)
     )

@@ -40,7 +40,10 @@ def _open_breaker(party: Party, **fields: Any) -> UpstreamBreaker:
     """The owner's breaker opened by a burst of failures, as a worker would record it."""
     assert party.tenant is not None
     view = services.breaker_outcomes_record(
-        tenant_id=party.tenant.pk, outcomes=[], tripped=True, last_error="HTTP 503 Service Unavailable"
+        tenant_id=party.tenant.pk,
+        outcomes=[],
+        tripped_at=timezone.now(),
+        last_error="HTTP 503 Service Unavailable",
     )
     assert view.is_open
     UpstreamBreaker.objects.filter(tenant=party.tenant).update(**fields)
@@ -151,7 +154,7 @@ def test_it_lets_one_claim_probe_at_a_time_and_holds_back_only_that_tenant(
     failed = RestoreOutcome(
         success=False, status_code=503, message="Error: 'Service Unavailable'", deferred=True
     )
-    services.breaker_outcomes_record(tenant_id=owner.tenant.pk, outcomes=[failed], tripped=False)
+    services.breaker_outcomes_record(tenant_id=owner.tenant.pk, outcomes=[failed], tripped_at=None)
     breaker = UpstreamBreaker.objects.get(tenant=owner.tenant)
     assert (breaker.state, breaker.cooldown_seconds) == (UpstreamBreaker.State.OPEN, 2.0)
     assert _states(owner) == ["open", "half_open", "open"]
@@ -186,10 +189,33 @@ def test_it_logs_every_change_of_state(owner: Party, caplog: pytest.LogCaptureFi
     with caplog.at_level("WARNING", logger="restores.services.breaker"):
         _open_breaker(owner)
         services.breaker_outcomes_record(
-            tenant_id=owner.tenant.pk, outcomes=[recorded_outcome(success=True)], tripped=False
+            tenant_id=owner.tenant.pk, outcomes=[recorded_outcome(success=True)], tripped_at=None
         )
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "upstream breaker open",
         "upstream breaker closed",
     ]
     assert all(getattr(r, "tenant", None) == "owner" for r in caplog.records)
+
+
+def test_it_is_not_opened_again_by_a_trip_older_than_its_closing(owner: Party) -> None:
+    """A process that tripped during the outage and has not heard that the breaker closed
+    records its calls cut short: that trip belongs to the outage that ended, not a new one."""
+    assert owner.tenant is not None
+    tripped_during_the_outage = timezone.now()
+    _open_breaker(owner)
+    services.breaker_outcomes_record(
+        tenant_id=owner.tenant.pk, outcomes=[recorded_outcome(success=True)], tripped_at=None
+    )
+
+    stale = services.breaker_outcomes_record(
+        tenant_id=owner.tenant.pk, outcomes=[], tripped_at=tripped_during_the_outage
+    )
+    assert not stale.is_open
+    assert _states(owner) == ["open", "closed"]
+
+    fresh = services.breaker_outcomes_record(
+        tenant_id=owner.tenant.pk, outcomes=[], tripped_at=timezone.now()
+    )
+    assert fresh.is_open
+    assert _states(owner) == ["open", "closed", "open"]
