@@ -28,6 +28,7 @@ from portal.durability import commit_unflushed
 from portal.outages import database_unreachable, database_wait
 from restores.clients.multitel import MultitelClient, RestoreOutcome
 from restores.clients.upstream_health import account_health
+from restores.cluster import worker_stopping
 from restores.models import Job, NumberResult
 from restores.services.batches import UPSTREAM_AUTH_SKIPPED_MESSAGE, outcomes_record_and_claim
 from restores.services.breaker import breaker_outage_fail
@@ -251,6 +252,11 @@ class _Window:
             or (self.slice_ends is not None and self._had_a_turn() and now >= self.slice_ends)
         ):
             self.claiming, self.stopped_early = False, True
+        if self.claiming and self.slice_ends is not None and worker_stopping():
+            # The cluster is stopping: only the calls in flight finish (the numbers in line
+            # go back), and the task re-enqueues the rest of its job.
+            self.claiming, self.stopped_early = False, True
+            self._unfeed()
         if (self.claiming or self.outstanding) and self.slots < self.limit and now >= self.slots_at:
             self._slots_want(self.limit)
             self.slots_at = now + (0 if self.slots == self.limit else SLOTS_RETRY_SECONDS)
