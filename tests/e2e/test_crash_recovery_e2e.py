@@ -13,9 +13,9 @@ import time
 from typing import Any
 
 import pytest
-from django.conf import settings
 
-from tests.support.harness import Stack, wait_until
+from tests.support.harness import Stack, settings_env, wait_until
+from tests.support.numbers import first_call_successes
 
 pytestmark = pytest.mark.e2e
 
@@ -32,16 +32,13 @@ REST_OF_JOB_SECONDS = 15
 
 @pytest.fixture(scope="module")
 def stack(make_stack: Any) -> Stack:
-    defaults = {
-        name: str(getattr(settings, name))
-        for name in (
-            "RESTORE_LEASE_SECONDS",
-            "RESTORE_TASK_SLICE_SECONDS",
-            "RESTORE_BATCH_SIZE",
-            "RESTORE_STALE_SECONDS",
-            "MULTITEL_TIMEOUT",
-        )
-    }
+    defaults = settings_env(
+        "RESTORE_LEASE_SECONDS",
+        "RESTORE_TASK_SLICE_SECONDS",
+        "RESTORE_BATCH_SIZE",
+        "RESTORE_STALE_SECONDS",
+        "MULTITEL_TIMEOUT",
+    )
     s: Stack = make_stack(latency_ms=LATENCY_MS, workers=("first",), q_workers=None, **defaults)
     s.create_tenant("crash", max_concurrency=CAP)
     s.create_tenant("busy", max_concurrency=CAP)
@@ -49,8 +46,7 @@ def stack(make_stack: Any) -> Stack:
 
 
 def _numbers(count: int) -> list[str]:
-    candidates = (str(15570000000 + i) for i in range(count * 3))
-    return [n for n in candidates if not 90 <= int(n[-2:]) <= 97 and n[-1] not in "25"][:count]
+    return first_call_successes(count, start=15570000000)
 
 
 def _status(stack: Stack, job_uuid: str, tenant: str = "crash") -> dict[str, Any]:

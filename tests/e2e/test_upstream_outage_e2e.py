@@ -14,7 +14,8 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.support.harness import Stack, wait_until
+from tests.support.harness import Stack, settings_env, wait_until
+from tests.support.numbers import first_call_successes
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +41,7 @@ DEFAULTS = (
 
 @pytest.fixture(scope="module")
 def stack(make_stack: Any) -> Stack:
-    defaults = {name: str(getattr(settings, name)) for name in DEFAULTS}
+    defaults = settings_env(*DEFAULTS)
     s: Stack = make_stack(latency_ms=LATENCY_MS, workers=("worker",), q_workers=None, **defaults)
     s.create_tenant("outage", max_concurrency=CAP)
     return s
@@ -48,8 +49,7 @@ def stack(make_stack: Any) -> Stack:
 
 def _numbers(count: int, offset: int = 0) -> list[str]:
     """Numbers the simulated Multitel restores at the first call."""
-    candidates = (str(15580000000 + offset + i) for i in range(count * 3))
-    return [n for n in candidates if not 90 <= int(n[-2:]) <= 97 and n[-1] not in "25"][:count]
+    return first_call_successes(count, start=15580000000 + offset)
 
 
 def _status(stack: Stack, job_uuid: str) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import time
 from typing import Any
 
 import pytest
-from django.conf import settings
 
-from tests.support.harness import Stack, wait_until
+from tests.support.harness import Stack, settings_env, wait_until
+from tests.support.numbers import first_call_successes
 
 pytestmark = pytest.mark.e2e
 
@@ -32,23 +32,19 @@ FINISH_GOAL_SECONDS = 12.0
 
 @pytest.fixture(scope="module")
 def stack(make_stack: Any) -> Stack:
-    defaults = {
-        name: str(getattr(settings, name))
-        for name in (
-            "RESTORE_LEASE_SECONDS",
-            "RESTORE_TASK_SLICE_SECONDS",
-            "RESTORE_BATCH_SIZE",
-            "MULTITEL_TIMEOUT",
-        )
-    }
+    defaults = settings_env(
+        "RESTORE_LEASE_SECONDS",
+        "RESTORE_TASK_SLICE_SECONDS",
+        "RESTORE_BATCH_SIZE",
+        "MULTITEL_TIMEOUT",
+    )
     s: Stack = make_stack(latency_ms=LATENCY_MS, workers=(), q_workers=None, **defaults)
     s.create_tenant("stopping", max_concurrency=CAP)
     return s
 
 
 def _numbers(start: int, count: int) -> list[str]:
-    candidates = (str(15610000000 + start + i) for i in range(count * 3))
-    return [n for n in candidates if not 90 <= int(n[-2:]) <= 97 and n[-1] not in "25"][:count]
+    return first_call_successes(count, start=15610000000 + start)
 
 
 def _status(stack: Stack, job_uuid: str) -> dict[str, Any]:

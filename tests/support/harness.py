@@ -58,6 +58,15 @@ class TimedOut(AssertionError, TimeoutError):
     """``wait_until`` waited in vain: a failed assertion to pytest, a ``TimeoutError`` to others."""
 
 
+def settings_env(*names: str) -> dict[str, str]:
+    """The settings ``names`` at their values here (the defaults, in tests), as environment for
+    a stack: a test of a guarantee runs its processes with the defaults it is about, whatever
+    the test settings shorten."""
+    from django.conf import settings
+
+    return {name: str(getattr(settings, name)) for name in names}
+
+
 def wait_until(check: Callable[[], Any], *, timeout: float, interval: float = 0.1, what: str = "") -> Any:
     """Call ``check`` until it returns something true, and return that; errors count as not yet,
     except ``GiveUp``. Raises ``TimedOut`` after ``timeout`` seconds."""
