@@ -53,9 +53,8 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Queued jobs that have started, still have numbers to claim and were touched since
         ``since``, of tenants whose upstream breaker is closed: their tasks may be waiting in
         the queue while their tenant's cap has room."""
-        State = self.model.Status
         return (
-            self.filter(status=State.PROCESSING, is_sync=False, heartbeat_at__gte=since)
+            self.filter(status=self.model.Status.PROCESSING, is_sync=False, heartbeat_at__gte=since)
             .filter(results__status="pending")
             .exclude(tenant__upstream_breaker__state__in=["open", "half_open"])
         )

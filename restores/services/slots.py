@@ -76,7 +76,7 @@ def slots_acquire(
     if (
         not first_of_a_request  # a client waits: ask straight away, with the lock
         and not transaction.get_connection().in_atomic_block
-        and tenant_slots_in_use(tenant_id=tenant.pk, now=now) >= tenant.max_concurrency
+        and tenant_cap_full(tenant=tenant, now=now)
     ):
         # The cap is full: say so with a plain read, without the tenant's lock (or SQLite's
         # writer lock), which the holders need to record their calls. The slots already
@@ -87,9 +87,9 @@ def slots_acquire(
             commit_unflushed()  # the request's last commit, which its client waits for, flushes it
         if connection.vendor == "postgresql":
             list(Tenant.objects.select_for_update().filter(pk=tenant.pk).values_list("pk"))
-        if held is None:
-            held = SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
         mine = held
+        if mine is None:
+            mine = SlotLease.objects.filter(token=token).values_list("slots", flat=True).first() or 0
         if want <= mine:
             return slots_set(token=token, slots=want, now=now)
         room = tenant.max_concurrency - tenant_slots_in_use(tenant_id=tenant.pk, now=now, exclude_token=token)

@@ -40,7 +40,7 @@ from restores.services.slots import (
     slots_acquire,
     slots_renew,
     slots_set,
-    tenant_slots_in_use,
+    tenant_cap_full,
     tenant_sync_waiting,
 )
 
@@ -344,7 +344,7 @@ class _Window:
         waiting = tenant_sync_waiting(tenant_id=self.tenant.pk, now=now)
         if not waiting:
             return
-        if tenant_slots_in_use(tenant_id=self.tenant.pk, now=now) < self.tenant.max_concurrency:
+        if not tenant_cap_full(tenant=self.tenant, now=now):
             return
         self._slots_want(max(0, self.slots - waiting))
         self.slots_at = time.monotonic() + SLOTS_RETRY_SECONDS
