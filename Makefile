@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.base-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
-.PHONY: help install install-dev run test test-fast lint format typecheck imports-check migrations-check check bench clean
+.PHONY: help install install-dev run test test-fast lint format typecheck imports-check migrations-check check bench chaos clean
 
 help:
 	@echo "make run        set up, then start web + worker + simulated Multitel (Ctrl-C stops all)"
@@ -17,6 +17,8 @@ help:
 	@echo "make format     format the code"
 	@echo "make bench      set up, then run the benchmarks against the real stack (needs PostgreSQL and Redis;"
 	@echo "                BENCH_ARGS=--quick for a run of a few minutes; writes bench/RESULTS.md)"
+	@echo "make chaos      set up, then run the portal as five hosts (network namespaces; needs root) and"
+	@echo "                make faults in the middle of jobs; prints a table of goals (CHAOS_ARGS=--help)"
 	@echo "make clean      remove the virtual environment and local database"
 
 $(VENV)/bin/python:
@@ -68,6 +70,9 @@ BENCH_ARGS ?=
 bench: $(DEV_STAMP)
 	BENCH_COMMAND="make bench$(if $(BENCH_ARGS), BENCH_ARGS='$(BENCH_ARGS)')" $(BIN)/python bench/run.py $(BENCH_ARGS)
 
+CHAOS_ARGS ?=
+chaos: $(DEV_STAMP)
+	$(BIN)/python chaos/run.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal .pytest_cache .mypy_cache .ruff_cache

@@ -107,6 +107,36 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # reports "table is locked" instead of waiting, unlike a real deployment.
     # One file per test run, so that runs side by side do not share it.
     _db.setdefault("TEST", {}).setdefault("NAME", str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3"))
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    # A server that goes silent (its host or a link down, rather than a restart that refuses
+    # connections) is given up in seconds, not after TCP's retransmissions (some fifteen
+    # minutes): a connection attempt after DATABASE_CONNECT_TIMEOUT, a query whose packets go
+    # unacknowledged after DATABASE_TCP_USER_TIMEOUT; the API answers 503 and workers wait it out.
+    _tcp_user_timeout_ms = int(env.float("DATABASE_TCP_USER_TIMEOUT", default=5.0) * 1000)
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=5),
+            "tcp_user_timeout": _tcp_user_timeout_ms,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 2,
+        }
+    )
+    # And the server gives up on a client that went silent within about 11 s, ending its
+    # session: a host cut off in the middle of a transaction would otherwise hold that
+    # transaction's row locks (a tenant's slots, say) until the server's TCP noticed, which
+    # can take as long as the server's keepalive time (two hours by default). Empty when a
+    # connection pooler refuses startup options (set them on the server instead).
+    _server_options = env.str(
+        "DATABASE_SERVER_OPTIONS",
+        default=(
+            "-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3 "
+            f"-c tcp_user_timeout={_tcp_user_timeout_ms}"
+        ),
+    )
+    if _server_options:
+        _db["OPTIONS"]["options"] = _server_options
 # Connections are kept between requests and tasks (checked before reuse): opening one costs a
 # request a few milliseconds, and on SQLite it runs the pragmas above each time.
 _db.setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))

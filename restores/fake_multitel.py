@@ -5,7 +5,9 @@ Outcomes are decided by the number, so that demos and tests are repeatable
 latency, jitter and random failure rates make it behave like a busy
 provider. It checks HTTP Basic credentials against the tenants' Multitel
 credentials in the database (or a fixed set given to it), and counts calls
-per number and the highest number of calls in flight per username, served as
+per number, the calls that restored each number (``restored_by_number``: a
+number restored twice was restored twice upstream, whoever heard the answers)
+and the highest number of calls in flight per username, served as
 JSON at ``GET /_fake/stats`` (``POST /_fake/reset`` clears them).
 ``POST /_fake/outage`` with ``{"seconds": S}`` makes it answer every restore
 with HTTP 503 for the next S seconds, as a provider in an outage does.
@@ -55,10 +57,16 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     hang: bool = False
     truncate: bool = False
+    restores: bool = False  # the answer says the number was restored
 
 
 def _json(status: int, payload: Any) -> Reply:
     return Reply(status=status, body=json.dumps(payload).encode())
+
+
+def _restored(envelope: dict[str, Any]) -> Reply:
+    """A 200 answer saying the number was restored."""
+    return Reply(status=200, body=json.dumps(envelope).encode(), restores=True)
 
 
 def _envelope(code: Any, msg: str, response: Any = None, *, omit_response: bool = False) -> dict[str, Any]:
@@ -81,7 +89,7 @@ def outcome_for(number: str, call_index: int) -> Reply:
             429, json.dumps(_envelope(429, "Too many requests")).encode(), headers={"Retry-After": "1"}
         )
     if tail2 in ("91", "92"):
-        return _json(200, _envelope(200, "", {"number": number, "requires_identity_update": 0}))
+        return _restored(_envelope(200, "", {"number": number, "requires_identity_update": 0}))
     if tail2 == "93":
         return Reply(200, html, "text/html")
     if tail2 == "94":
@@ -95,15 +103,14 @@ def outcome_for(number: str, call_index: int) -> Reply:
     if tail1 == "2":
         return _json(200, _envelope("500", SUPPORT_MSG, ""))
     if tail1 == "3":
-        return _json(
-            200,
-            _envelope(200, "", {"number": number, "requires_identity_update": 1, "needs_registration": True}),
+        return _restored(
+            _envelope(200, "", {"number": number, "requires_identity_update": 1, "needs_registration": True})
         )
     if tail1 == "4":
-        return _json(200, _envelope("200", "", {"number": number, "requires_identity_update": "1"}))
+        return _restored(_envelope("200", "", {"number": number, "requires_identity_update": "1"}))
     if tail1 == "5":
         return _json(404, _envelope(404, "Error: 'number not found'", omit_response=True))
-    return _json(200, _envelope(200, "", {"number": number, "requires_identity_update": 0}))
+    return _restored(_envelope(200, "", {"number": number, "requires_identity_update": 0}))
 
 
 @dataclass(kw_only=True, eq=False)
@@ -126,6 +133,7 @@ class FakeMultitelState:
     def reset(self) -> None:
         with self.lock:
             self.calls_by_number: Counter[str] = Counter()
+            self.restored_by_number: Counter[str] = Counter()  # calls that restored the number
             self.calls_total = 0
             self.rejected_auth = 0
             self.in_flight: Counter[str] = Counter()
@@ -139,6 +147,7 @@ class FakeMultitelState:
                 "calls_total": self.calls_total,
                 "rejected_auth": self.rejected_auth,
                 "calls_by_number": dict(self.calls_by_number),
+                "restored_by_number": dict(self.restored_by_number),
                 "in_flight": dict(self.in_flight),
                 "max_in_flight": dict(self.max_in_flight),
                 "outage_seconds_left": max(0.0, self.outage_until - time.monotonic()),
@@ -216,6 +225,9 @@ class Handler(BaseHTTPRequestHandler):
                 reply = Reply(200, b"", hang=True)
             elif roll_fail < state.fail_rate:
                 reply = Reply(503, b"Service Unavailable", "text/plain")
+            if reply.restores:
+                with state.lock:
+                    state.restored_by_number[number] += 1  # done upstream, whoever hears the answer
             time.sleep(delay / 1000)
             if reply.hang:
                 time.sleep(state.hang_seconds)

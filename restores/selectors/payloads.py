@@ -87,6 +87,15 @@ def job_status_payload(*, job: Job, number: str | None = None) -> dict[str, Any]
     payload["results"] = [result_entry(row, detailed=True) for row in job_result_rows(job=job, number=number)]
     if number is not None and not payload["results"]:
         return None
+    if number is None and job.status in Job.ACTIVE_STATUSES:
+        # The job and its results are two reads, and numbers are recorded in between while it
+        # runs: the counts are those of the results shown, so that the two always agree.
+        payload["success_count"] = sum(
+            entry["status"] == NumberResult.Status.SUCCESS for entry in payload["results"]
+        )
+        payload["failure_count"] = sum(
+            entry["status"] == NumberResult.Status.FAILED for entry in payload["results"]
+        )
     if job.webhook_error:
         payload["webhook_error"] = job.webhook_error
     if number is not None:

@@ -6,6 +6,7 @@ fails what is left of the job.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,7 +15,7 @@ from portal.durability import commit_unflushed
 from restores.clients.multitel import RestoreOutcome
 from restores.clients.upstream_health import AccountHealth
 from restores.models import Job, NumberResult
-from restores.services.breaker import breaker_outcomes_record, unanswered_retryable
+from restores.services.breaker import breaker_outcomes_record, never_answered, unanswered_retryable
 from restores.services.claims import Claim, number_batch_claim
 from restores.services.completion import job_fail_pending
 from restores.services.recording import number_results_record
@@ -51,7 +52,11 @@ def outcomes_record_and_claim(
     The tenant's breaker is told of the calls when they show trouble (this process saw
     a burst of failures, the breaker was open, or a number ended on a retryable
     failure). While it is open, a queued number that got no answer goes back to
-    pending instead of failing: an outage uses up no attempt.
+    pending instead of failing: an outage uses up no attempt. A queued number whose
+    first round of attempts got no answer at all goes back to pending too, for a second
+    round later: it may have met the first seconds of an outage, before the bursts that
+    open the breaker were seen (each process counts its own, and with the cap's slots
+    spread over many hosts each sees few calls). Only a second round unanswered fails it.
     """
     tenant: Tenant = job.tenant
     outcomes = {result.pk: outcome for result, outcome in finished}
@@ -80,10 +85,12 @@ def outcomes_record_and_claim(
             )
             health.sync(view)
             breaker_open = view.is_open
-        for outcome in outcomes.values():
+        for result, outcome in finished:
             # A client waiting on a synchronous answer gets the error now; queued work waits.
             outcome.deferred = not job.is_sync and (
-                outcome.deferred or (breaker_open and unanswered_retryable(outcome))
+                outcome.deferred
+                or (breaker_open and unanswered_retryable(outcome))
+                or (never_answered(outcome) and result.attempts < settings.MULTITEL_MAX_ATTEMPTS)
             )
         written = 0
         for token, results in by_token.items():

@@ -115,6 +115,16 @@ def answered(outcome: RestoreOutcome) -> bool:
     return any(a.http_status is not None and a.outcome != "retryable" for a in outcome.attempts)
 
 
+def never_answered(outcome: RestoreOutcome) -> bool:
+    """Every attempt of the number ended on a retryable failure: Multitel never answered it."""
+    return (
+        not outcome.success
+        and not outcome.deferred
+        and bool(outcome.attempts)
+        and all(a.outcome == "retryable" for a in outcome.attempts)
+    )
+
+
 def unanswered_retryable(outcome: RestoreOutcome) -> bool:
     """The number ended on a retryable failure (or was cut short by the breaker)."""
     if outcome.deferred:

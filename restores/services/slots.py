@@ -118,9 +118,15 @@ def slots_set(*, token: str, slots: int, now: datetime | None = None) -> int:
     return slots
 
 
-def slots_renew(*, token: str, now: datetime) -> None:
-    SlotLease.objects.filter(token=token).update(
-        expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS)
+def slots_renew(*, token: str, now: datetime) -> bool:
+    """Extend the slots held with ``token`` by ``RESTORE_LEASE_SECONDS`` from ``now``; False when
+    they are no longer held: they ran out first (their holder was cut off from the database
+    for longer than a lease), and others may hold them now. A lease that ran out is never
+    renewed: the cap was counted without it."""
+    return bool(
+        SlotLease.objects.live(now)
+        .filter(token=token)
+        .update(expires_at=now + timedelta(seconds=settings.RESTORE_LEASE_SECONDS))
     )
 
 

@@ -69,6 +69,10 @@ BREAKER_CHECK_SECONDS = 1.0
 CALLING_THREADS_MAX = 256
 # Numbers claimed ahead of the calls: each slot has this many in line behind its call.
 NUMBERS_AHEAD_PER_SLOT = 1
+# A task starts calls on its slots until this long before their lease, as it last wrote it,
+# runs out (by its own clock): what other hosts' clocks may differ by (at most a quarter
+# of the lease, when leases are that short: a task renews every quarter).
+SLOTS_VALIDITY_MARGIN = 2.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,11 @@ class _Window:
         # are at most those in flight and one finished call per slot.
         self.unrecorded = 0
         self.recorded = threading.Condition(self.lock)
+        # Until when (time.monotonic()) the slots held are certainly this task's: a lease's
+        # length from the moment before it was last written, less a margin. Past it no call
+        # starts until a renewal says they still are (a task cut off from the database while
+        # its lease ran out must not call on slots that others may hold by now).
+        self.slots_valid_until = -1.0
 
     # --- the calling threads ------------------------------------------------------------
 
@@ -143,8 +152,9 @@ class _Window:
                     continue
                 if result is None:
                     continue  # woken up to look again (the window is closing)
-                if self.refused or self.closing:
-                    self.feed.put(result)  # no more calls: it goes back with the others in line
+                if self.refused or self.closing or not self._may_call():
+                    # No call now (or no more): it goes back with the others in line.
+                    self.feed.put(result)
                     continue
                 outcome = self.client.restore(
                     result.number,
@@ -171,9 +181,19 @@ class _Window:
                 if self.quitting > 0:
                     self.quitting -= 1
                     return False
-                if not self.refused and self.unrecorded < max(1, self.slots):
+                if (
+                    not self.refused
+                    and self.unrecorded < max(1, self.slots)
+                    and time.monotonic() < self.slots_valid_until
+                ):
                     return True
                 self.recorded.wait(timeout=0.05)
+
+    def _may_call(self) -> bool:
+        """Checked again once a number is taken from the line: the slots may have run out, or
+        this thread been asked to end, while it waited for one."""
+        with self.lock:
+            return self.quitting == 0 and time.monotonic() < self.slots_valid_until
 
     def _slots_want(self, wanted: int) -> None:
         """Run ``wanted`` calling threads: fewer end after their current call and give their
@@ -192,6 +212,7 @@ class _Window:
         need -= revived
         if not need:
             return
+        asked_at = time.monotonic()
         held = slots_acquire(
             tenant=self.tenant,
             token=self.slot_token,
@@ -200,11 +221,43 @@ class _Window:
             for_sync=self.job.is_sync,
             held=self.alive,
         )
+        if held > self.alive:
+            self._slots_valid(since=asked_at)  # the lease was written: new, or longer
         for _ in range(max(0, held - self.alive)):
             self.loops.append(_calling_threads().submit(self._call_loop))
             self.alive += 1
             self.slots += 1
             self.capped_polls = 0
+
+    def _slots_valid(self, *, since: float) -> None:
+        with self.recorded:
+            lease = settings.RESTORE_LEASE_SECONDS
+            self.slots_valid_until = since + lease - min(SLOTS_VALIDITY_MARGIN, lease / 4)
+            self.recorded.notify_all()
+
+    def _slots_lost(self) -> None:
+        """The slots ran out while this task could not renew them (it was cut off from the
+        database): others may hold them now. No call starts until they are held again;
+        the threads the cap has no room for end."""
+        logger.warning("call slots ran out before they could be renewed; asking for them again")
+        with self.recorded:
+            self.slots_valid_until = -1.0
+        slots_set(token=self.slot_token, slots=0)  # the lease row, if no one swept it yet
+        asked_at = time.monotonic()
+        held = slots_acquire(
+            tenant=self.tenant,
+            token=self.slot_token,
+            job_id=self.job.pk,
+            want=self.alive,
+            for_sync=self.job.is_sync,
+            held=0,
+        )
+        with self.recorded:
+            self.quitting = max(0, self.alive - held)
+            self.slots = held
+        if held:
+            self._slots_valid(since=asked_at)
+        self.slots_at = time.monotonic() + SLOTS_RETRY_SECONDS
 
     # --- this thread ---------------------------------------------------------------------
 
@@ -465,11 +518,15 @@ class _Window:
 
     def _renew(self) -> None:
         """One UPDATE for every number this task holds, however long its calls take; the slots too."""
+        asked_at = time.monotonic()  # before the lease's new end is reckoned from ``now``
         now = timezone.now()
         leases_renew(
             tokens={r.lease_token or "" for r in self.outstanding.values()}, job_id=self.job.pk, now=now
         )
-        slots_renew(token=self.slot_token, now=now)
+        if slots_renew(token=self.slot_token, now=now):
+            self._slots_valid(since=asked_at)
+        elif self.alive:
+            self._slots_lost()
         if not self.job.is_sync:
             jobs_orphaned_wake()  # jobs whose every task died elsewhere
 

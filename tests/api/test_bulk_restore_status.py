@@ -11,6 +11,7 @@ import pytest
 
 from restores import services
 from restores.models import Job, NumberResult
+from restores.selectors import payloads
 from tests.support.numbers import number
 
 URL = "/v3/bulk_restore_status"
@@ -145,6 +146,28 @@ def test_it_shows_live_counts_while_a_job_is_processed(owner, fake_multitel, enq
     assert body["success_count"] == sum(r["status"] == "success" for r in body["results"])
     assert body["failure_count"] == sum(r["status"] == "failed" for r in body["results"])
     assert all(r["attempts"] == 1 for r in body["results"])
+
+
+def test_it_shows_counts_that_agree_with_its_results_when_a_number_is_recorded_between_the_reads(
+    owner, enqueued, monkeypatch
+):
+    queued = submit(owner.client, QUEUED)
+    job = Job.objects.get(uuid=queued["job_uuid"])
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.PROCESSING)
+    real_rows = payloads.job_result_rows
+
+    def a_worker_records_a_number_first(**kwargs: Any) -> Any:
+        # A worker records a number after the view read the job, before it reads the results.
+        first = NumberResult.objects.get(job=job, position=0)
+        NumberResult.objects.filter(pk=first.pk).update(status=NumberResult.Status.SUCCESS, status_code=200)
+        Job.objects.filter(pk=job.pk).update(success_count=1)
+        return real_rows(**kwargs)
+
+    monkeypatch.setattr(payloads, "job_result_rows", a_worker_records_a_number_first)
+    body = status(owner.client, job_uuid=queued["job_uuid"]).json()
+
+    assert [r["status"] for r in body["results"]] == ["success"] + ["pending"] * (len(QUEUED) - 1)
+    assert (body["success_count"], body["failure_count"]) == (1, 0)
 
 
 def test_it_shows_a_number_being_restored_as_processing(owner, enqueued):

@@ -219,3 +219,24 @@ def test_it_is_not_opened_again_by_a_trip_older_than_its_closing(owner: Party) -
     )
     assert fresh.is_open
     assert _states(owner) == ["open", "closed", "open"]
+
+
+def test_it_gives_a_queued_number_never_answered_a_second_round_before_failing_it(
+    owner: Party, fake_multitel: FakeMultitelServer, enqueued: list[Any], settings: Any
+) -> None:
+    # Its first round may have met the first seconds of an outage that no process had yet
+    # seen enough of to open the breaker: only a second round unanswered fails it.
+    assert owner.tenant is not None
+    settings.MULTITEL_BACKOFF_BASE = 0.01
+    numbers = [*plain_numbers(20), "15551230190"]  # ..90: 503 on every call
+    job = services.job_submit(tenant=owner.tenant, credential=None, numbers=numbers, webhook_url=None)
+
+    services.job_process(job_id=job.pk)
+
+    failed = NumberResult.objects.get(job=job, number="15551230190")
+    assert (failed.status, failed.status_code) == ("failed", 503)
+    assert failed.attempts == 2 * settings.MULTITEL_MAX_ATTEMPTS
+    assert fake_multitel.state.stats()["calls_by_number"]["15551230190"] == 2 * settings.MULTITEL_MAX_ATTEMPTS
+    job.refresh_from_db()
+    assert (job.status, job.success_count, job.failure_count) == ("completed", 20, 1)
+    assert not UpstreamBreaker.objects.filter(tenant=owner.tenant).not_closed().exists()

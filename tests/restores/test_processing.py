@@ -12,9 +12,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from restores import services
-from restores.models import Job, NumberResult, UpstreamAttempt, WebhookDelivery
+from restores.models import Job, NumberResult, SlotLease, UpstreamAttempt, WebhookDelivery
 from restores.selectors import job_status_payload
 from restores.services.claims import leases_renew
+from restores.services.slots import slots_acquire, slots_renew, tenant_slots_in_use
+from restores.services.window import _Window
+from tests.support.harness import wait_until
 from tests.support.jobs import recorded_outcome
 from tests.support.numbers import plain_numbers
 from tests.support.parties import Party
@@ -649,3 +652,50 @@ def test_it_sends_a_task_whose_tenants_cap_is_full_to_the_back_of_the_queue_for_
 
     assert enqueued == [("restores.tasks.process_job", (full.pk,))]
     assert not NumberResult.objects.filter(job=full).exclude(status="pending").exists()
+
+
+def test_it_never_renews_call_slots_that_ran_out_so_that_the_cap_holds(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    assert owner.tenant is not None
+    job = _async_job(owner, 20)
+    cap = owner.tenant.max_concurrency
+    assert slots_acquire(tenant=owner.tenant, token="cut-off", job_id=job.pk, want=cap) == cap
+    # The holder is cut off from the database for longer than a lease; another task counts
+    # the cap without it and takes every slot.
+    later = timezone.now() + timedelta(seconds=settings.RESTORE_LEASE_SECONDS + 1)
+    assert slots_acquire(tenant=owner.tenant, token="live", job_id=job.pk, want=cap, now=later) == cap
+
+    assert slots_renew(token="cut-off", now=later) is False
+    assert slots_renew(token="live", now=later) is True
+    assert tenant_slots_in_use(tenant_id=owner.tenant.pk, now=later) == cap
+
+
+def test_it_starts_no_call_on_slots_that_ran_out_until_it_holds_slots_again(
+    owner: Party, enqueued: Any, fake_multitel: Any, settings: Any
+) -> None:
+    assert owner.tenant is not None
+    job = _async_job(owner, 20)
+    cap = owner.tenant.max_concurrency
+    window = _Window(job=job, limit=2, deadline=None, slice_ends=None)
+    try:
+        window._slots_want(2)
+        assert window.alive == 2
+        # Its lease ran out while it could not renew it; another task holds the whole cap now.
+        SlotLease.objects.filter(token=window.slot_token).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+        assert slots_acquire(tenant=owner.tenant, token="live", job_id=job.pk, want=cap) == cap
+
+        window._renew()
+
+        assert not SlotLease.objects.filter(token=window.slot_token).exists()
+        claim = services.number_batch_claim(job_id=job.pk, tenant=owner.tenant, limit=1)
+        window.outstanding[claim.results[0].pk] = claim.results[0]
+        window.feed.put(claim.results[0])  # a number in line: no thread may call for it
+        wait_until(lambda: (window._collect(), window.alive == 0)[1], timeout=5, what="the threads to end")
+        assert fake_multitel.state.calls_total == 0
+        assert tenant_slots_in_use(tenant_id=owner.tenant.pk) == cap
+    finally:
+        window._unfeed()
+        window._close()

@@ -61,9 +61,12 @@ class PrivatePostgres:
     os_user: str | None  # who runs it (None: this process's user)
 
     @classmethod
-    def create(cls, directory: Path) -> PrivatePostgres:
+    def create(
+        cls, directory: Path, *, listen: tuple[str, ...] = ("127.0.0.1",), trusted: tuple[str, ...] = ()
+    ) -> PrivatePostgres:
         """``initdb`` a cluster (trust authentication, user ``postgres``) in a new directory
-        of its own."""
+        of its own, listening on the addresses ``listen`` and trusting connections from the
+        networks ``trusted`` too (besides 127.0.0.1)."""
         directory.mkdir(parents=True, exist_ok=True)
         os_user = POSTGRES_OS_USER if os.geteuid() == 0 else None
         home = Path(tempfile.mkdtemp(prefix="portal-test-postgres-"))  # 0700
@@ -84,13 +87,15 @@ class PrivatePostgres:
         )
         with (server.data / "postgresql.conf").open("a") as conf:
             conf.write(
-                f"\nlisten_addresses = '127.0.0.1'\nport = {server.port}\n"
+                f"\nlisten_addresses = '{','.join(listen)}'\nport = {server.port}\n"
                 "unix_socket_directories = ''\nmax_connections = 200\n"
                 # Nothing is flushed to disk (the machine does not crash, only the server), but
                 # every commit is written before it is acknowledged: a crash of the server
                 # (``stop("immediate")``) loses no committed transaction.
                 "fsync = off\nfull_page_writes = off\n"
             )
+        with (server.data / "pg_hba.conf").open("a") as hba:
+            hba.writelines(f"host all all {network} trust\n" for network in trusted)
         return server
 
     @property
@@ -101,8 +106,8 @@ class PrivatePostgres:
     def log_path(self) -> Path:
         return self.home / "server.log"
 
-    def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", *, host: str = "127.0.0.1") -> str:
+        return f"postgres://postgres@{host}:{self.port}/{database}"
 
     def _run(self, program: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         command = [str(POSTGRES_BIN / program), *args]
@@ -160,11 +165,15 @@ class PrivateRedis:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    bind: tuple[str, ...] = ("127.0.0.1",)
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def url_on(self, host: str) -> str:
+        return f"redis://{host}:{self.port}/0"
 
     @property
     def log_path(self) -> Path:
@@ -179,7 +188,7 @@ class PrivateRedis:
             [
                 shutil.which("redis-server") or "redis-server",
                 "--bind",
-                "127.0.0.1",
+                *self.bind,
                 "--port",
                 str(self.port),
                 "--save",
@@ -189,7 +198,9 @@ class PrivateRedis:
                 "--dir",
                 str(self.directory),
                 "--protected-mode",
-                "yes",
+                # Off only when it listens beyond loopback: on the addresses of a test's own
+                # networks (see ``tests/support/netns.py``), which nothing else reaches.
+                "yes" if self.bind == ("127.0.0.1",) else "no",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -138,12 +138,17 @@ class Processes:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(
-        self, name: str, *args: str, extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        *args: str,
+        extra_env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start ``python *args`` in the repository, as process ``name``."""
+        """Start ``python *args`` in the repository, as process ``name``; ``prefix`` goes
+        before it (``ip netns exec <namespace>``, to run it on another host)."""
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [PYTHON, *args],
+            [*(prefix or []), PYTHON, *args],
             cwd=REPO,
             env={**self.env, **(extra_env or {})},
             stdout=log,
@@ -432,7 +437,7 @@ def start_stack(
 class WebhookReceiver:
     """A real HTTP server that records every POST and answers with a set status, per path."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
         self.received: list[ReceivedHook] = []
         self.status_for: dict[str, int] = {}
         # Statuses answered in turn (then ``status_for``), and headers added, per path.
@@ -462,12 +467,13 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = host
+        self.server = ThreadingHTTPServer((host, 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+        return f"http://{self.host}:{self.server.server_address[1]}{path}"
 
     def hooks_for(self, path: str) -> list[ReceivedHook]:
         with self.lock:
