@@ -74,6 +74,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.backends import PrivatePostgres, PrivateRedis, servers_missing
+from tests.support.contract import JOB_KEYS, QUEUED_KEYS, UNAVAILABLE
 from tests.support.harness import Processes, inherited_env, wait_until
 from tests.support.harness import WebhookReceiver as Receiver
 from tests.support.netns import NamespacesUnavailable, Network, namespaces_unavailable
@@ -90,23 +91,6 @@ CLIENT_TIMEOUT = 30.0
 CLAIMED_AGAIN_WITHIN = 30.0  # a dead (or cut off) holder's numbers claimed by the hosts that live
 BACK_WITHIN = 60.0  # a job completes within a minute of a backend's return
 DATABASE_DOWN_SECONDS = 5.0
-SYNC_KEYS = [
-    "job_uuid",
-    "status",
-    "total_numbers",
-    "success_count",
-    "failure_count",
-    "webhook_url",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "results",
-]
-QUEUED_KEYS = ["job_uuid", "status", "total_numbers", "webhook_url", "message"]
-UNAVAILABLE = {
-    "error": "service_unavailable",
-    "message": "The service is temporarily unavailable; retry after the number of seconds in Retry-After.",
-}
 FINAL = ("success", "failed")
 
 
@@ -339,7 +323,7 @@ def sync_answer_problem(response: requests.Response, numbers: list[str]) -> str 
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {response.text[:200]}"
     body = response.json()
-    if list(body) != SYNC_KEYS or body["status"] != "completed":
+    if list(body) != JOB_KEYS or body["status"] != "completed":
         return f"200 with keys {list(body)}, status {body.get('status')!r}"
     if [r["number"] for r in body["results"]] != numbers or any(
         r["status"] not in FINAL for r in body["results"]
@@ -363,7 +347,7 @@ def status_answer_problem(response: requests.Response) -> str | None:
     if response.status_code != 200:
         return f"HTTP {response.status_code}: {response.text[:200]}"
     body = response.json()
-    if list(body) != SYNC_KEYS:
+    if list(body) != JOB_KEYS:
         return f"200 with keys {list(body)}"
     final = sum(r["status"] in FINAL for r in body["results"])
     if body["success_count"] + body["failure_count"] != final:

@@ -20,6 +20,7 @@ from django.test import RequestFactory
 
 from accounts import authentication, throttling
 from restores.models import IdempotencyKey, Job
+from tests.support.contract import UNAVAILABLE
 from tests.support.jobs import make_job, stored
 from tests.support.numbers import number, plain_numbers
 from tests.support.outages import database_unreachable, unreachable_redis_cache
@@ -27,10 +28,6 @@ from tests.support.parties import Party, api_client
 
 STATUS = "/v3/bulk_restore_status"
 SUBMIT = "/v3/bulk_restore"
-UNAVAILABLE = {
-    "error": "service_unavailable",
-    "message": "The service is temporarily unavailable; retry after the number of seconds in Retry-After.",
-}
 
 
 @pytest.fixture

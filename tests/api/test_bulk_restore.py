@@ -16,25 +16,14 @@ from django.test.utils import CaptureQueriesContext
 from standardwebhooks.webhooks import Webhook
 
 from restores.models import Job, NumberResult, WebhookDelivery
+from tests.support.contract import JOB_KEYS, QUEUED_KEYS
 from tests.support.harness import closed_loopback_port
 from tests.support.jobs import stored
 from tests.support.numbers import number
 
 URL = "/v3/bulk_restore"
-SYNC_KEYS = [
-    "job_uuid",
-    "status",
-    "total_numbers",
-    "success_count",
-    "failure_count",
-    "webhook_url",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "results",
-]
+SYNC_KEYS = JOB_KEYS
 RESULT_KEYS = ["number", "status", "message", "status_code", "requires_identity_update"]
-QUEUED_KEYS = ["job_uuid", "status", "total_numbers", "webhook_url", "message"]
 TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
 FULLWIDTH = "".join(chr(0xFF10 + int(d)) for d in "15551230121")  # digits, but not ASCII
 SUPPORT_MSG = "Error: 'restore failed, please contact support'"

@@ -12,21 +12,11 @@ import pytest
 from restores import services
 from restores.models import Job, NumberResult
 from restores.selectors import payloads
+from tests.support.contract import JOB_KEYS
 from tests.support.numbers import number
 
 URL = "/v3/bulk_restore_status"
-STATUS_KEYS = [
-    "job_uuid",
-    "status",
-    "total_numbers",
-    "success_count",
-    "failure_count",
-    "webhook_url",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "results",
-]
+STATUS_KEYS = JOB_KEYS
 RESULT_KEYS = [
     "number",
     "status",

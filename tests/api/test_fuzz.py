@@ -39,24 +39,13 @@ from hypothesis import strategies as st
 from portal.wsgi import sanitize_environ
 from restores.clients import webhook_sender as webhooks
 from restores.models import Job
+from tests.support.contract import JOB_KEYS, QUEUED_KEYS
 
 POST_URL = "/v3/bulk_restore"
 STATUS_URL = "/v3/bulk_restore_status"
 NUMBER_RE = re.compile(r"[0-9]{7,15}")
 TIMESTAMP_RE = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
-FINAL_KEYS = [
-    "job_uuid",
-    "status",
-    "total_numbers",
-    "success_count",
-    "failure_count",
-    "webhook_url",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "results",
-]
-QUEUED_KEYS = ["job_uuid", "status", "total_numbers", "webhook_url", "message"]
+FINAL_KEYS = JOB_KEYS
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 # A quick pass by default; FUZZ_EXAMPLES=1000 for a long hunt.

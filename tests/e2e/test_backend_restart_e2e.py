@@ -36,6 +36,7 @@ import requests
 from django.conf import settings
 
 from tests.support.backends import PrivatePostgres, PrivateRedis, servers_missing
+from tests.support.contract import UNAVAILABLE
 from tests.support.harness import Stack, WebhookReceiver, start_stack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -58,10 +59,6 @@ PG_RECOVERY_GOAL_SECONDS = 30
 # Redis: django-q2's pusher, which waits 10 s after losing the broker before it is
 # restarted, then the rest of the job (a few seconds).
 REDIS_RECOVERY_GOAL_SECONDS = 25
-UNAVAILABLE = {
-    "error": "service_unavailable",
-    "message": "The service is temporarily unavailable; retry after the number of seconds in Retry-After.",
-}
 DEFAULT_SETTINGS = (
     "RESTORE_LEASE_SECONDS",
     "RESTORE_TASK_SLICE_SECONDS",
