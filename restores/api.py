@@ -19,7 +19,7 @@ from accounts.models import ApiCredential, Tenant
 from portal.api_errors import ApiError
 from restores import selectors, services
 from restores.schema import bulk_restore_schema, bulk_restore_status_schema
-from restores.validation import SubmissionError, numbers_parse, webhook_url_validate
+from restores.validation import SubmissionError, numbers_given, numbers_parse, webhook_url_validate
 
 # Any digit string is a well-formed ``number`` filter (one of more than 15 digits is simply
 # not part of the job: 404); anything else is a 400 (docs/api.md#bulk-restore-status).
@@ -61,6 +61,8 @@ class BulkRestoreView(APIView):
     @bulk_restore_schema
     def post(self, request: Request) -> Response:
         fields = _submission_fields(request.data)
+        if _dry_run_asked(request):
+            return self._dry_run(fields)  # stores nothing: no Idempotency-Key either
         key = idempotency_key_from(request)
         if key is None:
             return self._submit(request, fields)
@@ -109,6 +111,32 @@ class BulkRestoreView(APIView):
             response = Response(selectors.job_queued_payload(job=job), status=status.HTTP_202_ACCEPTED)
         response.job = job  # type: ignore[attr-defined]
         return response
+
+    def _dry_run(self, fields: dict[str, Any]) -> Response:
+        serializer = self.InputSerializer(data=fields)
+        serializer.is_valid(raise_exception=True)
+        numbers = serializer.validated_data["numbers"]
+        return Response(
+            selectors.dry_run_payload(
+                total_numbers=len(numbers),
+                duplicates_removed=numbers_given(
+                    numbers=fields["numbers"], numbers_text=fields["numbers_text"]
+                )
+                - len(numbers),
+                synchronous=services.job_is_sync(total_numbers=len(numbers)),
+                webhook_url=serializer.validated_data["webhook_url"],
+            )
+        )
+
+
+def _dry_run_asked(request: Request) -> bool:
+    """``?dry_run=true``: validate the submission and say what it would do, doing nothing."""
+    value = request.query_params.get("dry_run")
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise ApiError("dry_run must be true or false.", code="invalid_dry_run")
 
 
 def _fingerprint(fields: dict[str, Any]) -> str:

@@ -12,7 +12,13 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiParameter,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+)
 from rest_framework import serializers
 
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"
@@ -88,6 +94,14 @@ class QueuedSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
+class DryRunSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(help_text="Always true: nothing was stored or called.")
+    total_numbers = serializers.IntegerField(min_value=1, help_text="Numbers the job would have.")
+    duplicates_removed = serializers.IntegerField(min_value=0, help_text="Repeats counted once.")
+    would_be = serializers.ChoiceField(["synchronous", "queued"])
+    webhook_url = serializers.URLField(allow_null=True)
+
+
 class ErrorSerializer(serializers.Serializer):
     error = serializers.CharField(help_text="A stable, machine-readable code.")
     message = serializers.CharField(help_text="A sentence for a person.")
@@ -136,6 +150,16 @@ bulk_restore_schema = extend_schema(
     },
     parameters=[
         OpenApiParameter(
+            "dry_run",
+            {"type": "string", "enum": ["true", "false", "1", "0"]},
+            OpenApiParameter.QUERY,
+            required=False,
+            description=(
+                "true: validate the submission as a real one (the same 400s) and answer what it "
+                "would do; no job is made, Multitel is not called, Idempotency-Key is not used."
+            ),
+        ),
+        OpenApiParameter(
             "Idempotency-Key",
             {"type": "string", "minLength": 1, "maxLength": 255, "pattern": IDEMPOTENCY_KEY_PATTERN},
             OpenApiParameter.HEADER,
@@ -144,10 +168,14 @@ bulk_restore_schema = extend_schema(
                 "1 to 255 printable ASCII characters; the same key and body within 24 hours "
                 "get the first answer."
             ),
-        )
+        ),
     ],
     responses={
-        200: JobResultSerializer,
+        200: PolymorphicProxySerializer(
+            component_name="BulkRestoreAnswer",
+            serializers=[JobResultSerializer, DryRunSerializer],
+            resource_type_field_name=None,
+        ),
         202: QueuedSerializer,
         **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
     },

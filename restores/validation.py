@@ -132,6 +132,13 @@ def numbers_parse(*, numbers: Any, numbers_text: Any, max_numbers: int) -> list[
     return unique
 
 
+def numbers_given(*, numbers: Any, numbers_text: Any) -> int:
+    """How many numbers a valid submission gave, repeats included (``numbers_parse`` keeps
+    each once)."""
+    lines = (numbers_text or "").split("\n") if isinstance(numbers_text, str) else []
+    return len(numbers or []) + sum(1 for line in lines if line.strip())
+
+
 def webhook_url_validate(value: Any) -> str | None:
     """The webhook URL, or None; ``SubmissionError`` when it is not acceptable."""
     if value is None or value == "":

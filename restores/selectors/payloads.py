@@ -103,6 +103,19 @@ def job_status_payload(*, job: Job, number: str | None = None) -> dict[str, Any]
     return payload
 
 
+def dry_run_payload(
+    *, total_numbers: int, duplicates_removed: int, synchronous: bool, webhook_url: str | None
+) -> dict[str, Any]:
+    """The body of docs/api.md#dry-run: what a submission would do, made by none."""
+    return {
+        "dry_run": True,
+        "total_numbers": total_numbers,
+        "duplicates_removed": duplicates_removed,
+        "would_be": "synchronous" if synchronous else "queued",
+        "webhook_url": webhook_url,
+    }
+
+
 def job_queued_payload(*, job: Job) -> dict[str, Any]:
     """The body of docs/api.md#queued-answer."""
     if job.webhook_url:

@@ -60,7 +60,7 @@ from restores.services.staff import (
     job_retry_failed,
     job_webhook_resend,
 )
-from restores.services.submission import job_create, job_submit
+from restores.services.submission import job_create, job_is_sync, job_submit
 from restores.services.webhooks import (
     job_webhook_deliver,
     webhook_delivery_record,
@@ -94,6 +94,7 @@ __all__ = [
     "job_create",
     "job_fail_pending",
     "job_finish",
+    "job_is_sync",
     "job_process",
     "job_retry_failed",
     "job_run_sync",

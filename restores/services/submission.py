@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
+def job_is_sync(*, total_numbers: int) -> bool:
+    """A job of at most ``SYNC_MAX_NUMBERS`` is restored inside the request that makes it."""
+    return total_numbers <= settings.SYNC_MAX_NUMBERS
+
+
 def job_create(
     *,
     tenant: Tenant,
@@ -35,7 +40,7 @@ def job_create(
     tasks so that it spreads over worker processes and hosts.
     """
     now = timezone.now()
-    is_sync = len(numbers) <= settings.SYNC_MAX_NUMBERS
+    is_sync = job_is_sync(total_numbers=len(numbers))
     if is_sync:
         commit_unflushed()  # the request answers only once the job is completed, on disk
     job = Job.objects.create(
