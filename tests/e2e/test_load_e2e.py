@@ -41,6 +41,7 @@ DEADLINE_SECONDS = 90
 TENANTS = ("load-one", "load-two")
 POLL_SECONDS = 1.0
 ASYNC_MAX = 40
+SYNC_MAX = 10  # SYNC_MAX_NUMBERS (default)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +64,20 @@ def stack(make_stack: Any) -> Stack:
     return s
 
 
+def calls_expected(number: str, calls: int, *, queued: bool) -> bool:
+    """Whether ``calls`` upstream calls are what the number's answers demand. A queued number
+    never answered (..90) gets a second round of attempts before it fails, and one more
+    round for every time the tenant's breaker held it back meanwhile (the 503s of many such
+    numbers at once look like an outage and may open it)."""
+    expected = expected_outcome(number)[2]
+    if queued and number.endswith("90"):
+        return calls % MAX_ATTEMPTS == 0 and calls >= 2 * MAX_ATTEMPTS
+    return calls == expected
+
+
 def expected_outcome(number: str) -> tuple[str, int, int]:
-    """(status, status_code, upstream calls) for a number, from the simulated Multitel's rules."""
+    """(status, status_code, upstream calls) for a number, from the simulated Multitel's rules;
+    the calls of a queued job's ..90 number are checked by ``calls_expected``."""
     tail2, tail1 = number[-2:], number[-1:]
     by_tail2 = {
         "90": ("failed", 503, MAX_ATTEMPTS),  # 503 on every call: retried, then failed
@@ -155,7 +168,7 @@ def _run_client(stack: Stack, tenant: Tenant, jobs: list[Submission], start: thr
 def _check_job(job: Submission) -> list[str]:
     """What is wrong with one job, as seen by its client."""
     problems: list[str] = []
-    expected_code = 200 if len(job.unique) <= 10 else 202
+    expected_code = 200 if len(job.unique) <= SYNC_MAX else 202
     if job.error or job.http_status != expected_code:
         return [f"{job.tenant} {len(job.unique)} numbers: HTTP {job.http_status} {job.error} {job.body}"]
     bodies = [job.final] + ([job.body] if expected_code == 200 else [])
@@ -179,7 +192,9 @@ def _check_job(job: Submission) -> list[str]:
         for r in results:
             status, code, calls = expected_outcome(r["number"])
             seen = (r["status"], r["status_code"], r.get("attempts", calls))
-            if seen != (status, code, calls):
+            if seen[:2] != (status, code) or not calls_expected(
+                r["number"], seen[2], queued=expected_code == 202
+            ):
                 problems.append(f"{uuid}: {r['number']} gave {seen}, expected {(status, code, calls)}: {r}")
     return problems
 
@@ -239,10 +254,12 @@ def test_it_completes_every_job_of_80_concurrent_clients_exactly_once(stack: Sta
 
     # Upstream: each number called once, or as often as its retryable answers demand;
     # every call recorded as an attempt; no tenant above its cap.
-    expected_calls = {n: expected_outcome(n)[2] for job in jobs for n in job.unique}
     stats = stack.fake_stats()
-    assert stats["calls_by_number"] == expected_calls
-    assert facts["attempts_by_number"] == expected_calls
+    calls = stats["calls_by_number"]
+    queued = {n: len(job.unique) > SYNC_MAX for job in jobs for n in job.unique}
+    assert set(calls) == set(queued)
+    assert [n for n, c in calls.items() if not calls_expected(n, c, queued=queued[n])] == []
+    assert facts["attempts_by_number"] == calls
     assert stats["rejected_auth"] == 0
     for name in TENANTS:
         assert stats["max_in_flight"][f"mt-{name}"] <= CAP
