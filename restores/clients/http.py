@@ -18,7 +18,8 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -434,3 +435,20 @@ def _read_capped(
                 return True
             raise TransportError(f"response too large: more than {max_body} bytes", kind="too_large")
     return False
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds a peer asks to wait (``Retry-After``: seconds, or an HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        # An HTTP-date is always GMT ("-0000" parses without a zone).
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

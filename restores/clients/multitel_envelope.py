@@ -11,14 +11,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 from http import HTTPStatus
 from typing import Any
 
-from django.utils import timezone
-
-from restores.clients.http import Answer, excerpt, redact, text_for_db
+from restores.clients.http import Answer, excerpt, parse_retry_after, redact, text_for_db
 
 BODY_EXCERPT_BYTES = 2048
 RETRYABLE_HTTP_STATUSES = frozenset({429, 502, 503, 504})
@@ -199,22 +195,6 @@ def parse_response(response: Answer, *, secrets: Sequence[str] = ()) -> Envelope
         needs_registration=_flag(inner, data, key="needs_registration"),
         body_excerpt=excerpt,
     )
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        # An HTTP-date is always GMT ("-0000" parses without a zone).
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - timezone.now()).total_seconds())
 
 
 def seconds_text(value: float) -> str:

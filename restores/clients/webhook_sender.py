@@ -38,10 +38,12 @@ BODY_IN_MEMORY_MAX = 1024 * 1024
 
 @dataclass(frozen=True, kw_only=True)
 class DeliveryResult(http.CallRecord):
-    """One delivery attempt of a webhook."""
+    """One delivery attempt of a webhook. ``retry_after``: seconds the receiver asked to wait
+    before the next attempt (``Retry-After`` with a 429 or 503), None when it did not."""
 
     delivered: bool
     response_excerpt: str
+    retry_after: float | None = None
 
 
 Body = bytes | IO[bytes]
@@ -165,7 +167,9 @@ def deliver(*, url: str, body: Body, webhook_id: str, secret: str, timeout: floa
     started_at = timezone.now()
     t0 = time.monotonic()
 
-    def result(*, http_status: int | None, error: str, response_excerpt: str = "") -> DeliveryResult:
+    def result(
+        *, http_status: int | None, error: str, response_excerpt: str = "", retry_after: float | None = None
+    ) -> DeliveryResult:
         return DeliveryResult(
             delivered=not error,
             started_at=started_at,
@@ -173,6 +177,7 @@ def deliver(*, url: str, body: Body, webhook_id: str, secret: str, timeout: floa
             http_status=http_status,
             error=error,
             response_excerpt=response_excerpt,
+            retry_after=retry_after,
         )
 
     target = url
@@ -210,8 +215,10 @@ def deliver(*, url: str, body: Body, webhook_id: str, secret: str, timeout: floa
         except http.TransportError as exc:
             return result(http_status=None, error=exc.message)
     delivered = 200 <= answer.status_code < 300
+    asks_to_wait = answer.status_code in (429, 503)
     return result(
         http_status=answer.status_code,
         error="" if delivered else f"The requested URL returned error: {answer.status_code}",
         response_excerpt=excerpt(answer.content, limit=RESPONSE_EXCERPT_BYTES),
+        retry_after=http.parse_retry_after(answer.headers.get("Retry-After")) if asks_to_wait else None,
     )

@@ -89,6 +89,18 @@ def _webhook_deliver(*, job: Job, now: datetime, timeout: float) -> WebhookDeliv
     return webhook_delivery_record(job=job, result=result)
 
 
+def _retry_delay(
+    delays: list[timedelta], attempt_number: int, result: webhook_sender.DeliveryResult
+) -> timedelta:
+    """The schedule's wait before the next attempt, or longer when the receiver asked for more
+    (``Retry-After`` with a 429 or 503), up to the schedule's last step."""
+    delay = delays[attempt_number - 1]
+    if result.retry_after is None:
+        return delay
+    asked = timedelta(seconds=result.retry_after)
+    return max(delay, min(asked, delays[-1]))
+
+
 @transaction.atomic
 def webhook_delivery_record(*, job: Job, result: webhook_sender.DeliveryResult) -> WebhookDelivery:
     attempt_number = job.webhook_attempts + 1
@@ -109,13 +121,20 @@ def webhook_delivery_record(*, job: Job, result: webhook_sender.DeliveryResult) 
         updates.update(
             webhook_state=Job.WebhookState.DELIVERED, webhook_error=None, webhook_next_attempt_at=None
         )
+    elif result.http_status == 410:
+        # 410 Gone: the receiver asks not to be sent this webhook again.
+        updates.update(
+            webhook_state=Job.WebhookState.FAILED,
+            webhook_error=f"{result.error} (Gone): the receiver asked to stop; not retried",
+            webhook_next_attempt_at=None,
+        )
     else:
         delays = webhook_retry_delays()
         if attempt_number <= len(delays):
             updates.update(
                 webhook_state=Job.WebhookState.FAILING,
                 webhook_error=result.error,
-                webhook_next_attempt_at=timezone.now() + delays[attempt_number - 1],
+                webhook_next_attempt_at=timezone.now() + _retry_delay(delays, attempt_number, result),
             )
         else:
             updates.update(

@@ -20,9 +20,9 @@ import responses
 from django.utils import timezone
 
 from restores.clients import multitel
-from restores.clients.http import user_agent
+from restores.clients.http import parse_retry_after, user_agent
 from restores.clients.multitel import AttemptRecord, MultitelClient, RestoreOutcome, shared_session
-from restores.clients.multitel_envelope import BODY_EXCERPT_BYTES, parse_retry_after
+from restores.clients.multitel_envelope import BODY_EXCERPT_BYTES
 
 BASE = "http://multitel.test"
 NUMBER = "15551230111"

@@ -21,6 +21,7 @@ from tests.support.harness import wait_until
 from tests.support.jobs import recorded_outcome
 from tests.support.numbers import plain_numbers
 from tests.support.parties import Party
+from tests.support.webhooks import Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -699,3 +700,50 @@ def test_it_starts_no_call_on_slots_that_ran_out_until_it_holds_slots_again(
     finally:
         window._unfeed()
         window._close()
+
+
+def test_it_stops_retrying_a_webhook_whose_receiver_answers_410_gone(
+    owner: Party, enqueued: Any, settings: Any
+) -> None:
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    with Receiver(status=410) as receiver:
+        job = _completed_job_with_webhook(owner, f"http://127.0.0.1:{receiver.port}/hook")
+        first = services.job_webhook_deliver(job_id=job.pk, timeout=2)
+        job.refresh_from_db()
+        Job.objects.filter(pk=job.pk).update(webhook_next_attempt_at=timezone.now())  # even if due
+        again = services.job_webhook_deliver(job_id=job.pk, timeout=2)
+
+    assert first is not None and first.http_status == 410 and again is None
+    assert len(receiver.requests) == 1
+    assert job.webhook_state == Job.WebhookState.FAILED
+    assert job.webhook_next_attempt_at is None
+    assert (
+        job.webhook_error
+        == "The requested URL returned error: 410 (Gone): the receiver asked to stop; not retried"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "expected"),
+    [
+        (503, "600", timedelta(minutes=10)),  # later than the schedule's 30 s: as asked
+        (429, "7200", timedelta(minutes=10)),  # more than the schedule's last step: that step
+        (503, "5", timedelta(seconds=30)),  # sooner than the schedule: the schedule
+        (500, "600", timedelta(seconds=30)),  # not a 429 or 503: the schedule
+    ],
+)
+def test_it_waits_as_long_as_the_receiver_asks_up_to_the_schedules_last_step(
+    owner: Party, enqueued: Any, settings: Any, status: int, retry_after: str, expected: timedelta
+) -> None:
+    settings.WEBHOOK_RETRY_SCHEDULE = "30s,2m,10m"
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
+    with Receiver(status=status, headers={"Retry-After": retry_after}) as receiver:
+        job = _completed_job_with_webhook(owner, f"http://127.0.0.1:{receiver.port}/hook")
+        delivery = services.job_webhook_deliver(job_id=job.pk, timeout=2)
+
+    job.refresh_from_db()
+    assert delivery is not None and delivery.http_status == status
+    assert job.webhook_state == Job.WebhookState.FAILING
+    assert job.webhook_next_attempt_at is not None
+    waited = job.webhook_next_attempt_at - delivery.started_at
+    assert expected - timedelta(seconds=5) < waited < expected + timedelta(seconds=5)
