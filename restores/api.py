@@ -9,8 +9,9 @@ import uuid
 from typing import Any
 
 from django.conf import settings
-from django.http import QueryDict
+from django.http import QueryDict, StreamingHttpResponse
 from rest_framework import serializers, status
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +19,7 @@ from rest_framework.views import APIView
 from accounts.models import ApiCredential, Tenant
 from portal.api_errors import ApiError
 from restores import selectors, services
+from restores.models import Job
 from restores.schema import bulk_restore_schema, bulk_restore_status_schema
 from restores.validation import SubmissionError, numbers_given, numbers_parse, webhook_url_validate
 
@@ -162,6 +164,7 @@ class BulkRestoreStatusView(APIView):
     class InputSerializer(serializers.Serializer):
         job_uuid = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
         number = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        format = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
 
         def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
             raw_uuid = attrs.get("job_uuid")
@@ -174,19 +177,44 @@ class BulkRestoreStatusView(APIView):
             number = attrs.get("number")
             if number is not None and not DIGITS_RE.fullmatch(number):
                 raise ApiError("number must be digits only.", code="invalid_number")
-            return {"job_uuid": job_uuid, "number": number}
+            answer_format = attrs.get("format") or "json"
+            if answer_format not in ("json", "csv"):
+                raise ApiError("format must be json or csv.", code="invalid_format")
+            return {"job_uuid": job_uuid, "number": number, "format": answer_format}
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[BaseRenderer, str]:
+        """``format`` is this endpoint's own parameter (``json`` or ``csv``), not DRF's renderer
+        override: a CSV answer is the view's own, and everything else, errors included, JSON."""
+        if "format" in request.query_params:
+            renderer = self.get_renderers()[0]
+            return renderer, str(renderer.media_type)
+        return super().perform_content_negotiation(request, force)
 
     @bulk_restore_status_schema
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response | StreamingHttpResponse:
         serializer = self.InputSerializer(data=request.query_params)
         serializer.is_valid(raise_exception=True)
         params = serializer.validated_data
         job = selectors.job_get_for_tenant(tenant=request.user, job_uuid=params["job_uuid"])  # type: ignore[arg-type]
         if job is None:
             raise ApiError("No job with this job_uuid.", code="not_found", status_code=404)
+        if params["format"] == "csv":
+            return self._csv(job=job, number=params["number"])
         payload = selectors.job_status_payload(job=job, number=params["number"])
         if payload is None:
             raise ApiError(
                 f"Number {params['number']} is not part of this job.", code="not_found", status_code=404
             )
         return Response(payload)
+
+    def _csv(self, *, job: Job, number: str | None) -> StreamingHttpResponse:
+        if number is not None and not selectors.job_has_number(job=job, number=number):
+            raise ApiError(f"Number {number} is not part of this job.", code="not_found", status_code=404)
+        rows = selectors.job_results_csv_rows(job=job, number=number)
+        response = StreamingHttpResponse(
+            selectors.csv_chunks(header=selectors.STATUS_CSV_COLUMNS, rows=rows),
+            content_type="text/csv; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="bulk-restore-{job.uuid}.csv"'
+        response["Cache-Control"] = "no-store"
+        return response

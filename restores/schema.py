@@ -207,6 +207,20 @@ bulk_restore_status_schema = extend_schema(
             pattern=DIGITS_PATTERN,
             description="Digits only (anything else: 400); narrows `results`. Not part of the job: 404.",
         ),
+        OpenApiParameter(
+            "format",
+            {"type": "string", "enum": ["json", "csv"]},
+            OpenApiParameter.QUERY,
+            required=False,
+            description=(
+                "json (the default) or csv: the results as `text/csv`, one row per number in "
+                "submission order. Anything else: 400."
+            ),
+        ),
     ],
-    responses={200: JobStatusSerializer, **_errors(400, 401, 403, 404, 429, 503)},
+    responses={
+        (200, "application/json"): JobStatusSerializer,
+        (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="The results as CSV (format=csv)."),
+        **_errors(400, 401, 403, 404, 429, 503),
+    },
 )

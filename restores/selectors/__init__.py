@@ -8,11 +8,20 @@ Nothing here writes. Callers import from this package; the modules are:
 - ``overview``: the staff overview page.
 """
 
-from restores.selectors.export import EXPORT_COLUMNS, results_export_rows
+from restores.selectors.export import (
+    CSV_FORMULA_PREFIXES,
+    EXPORT_COLUMNS,
+    STATUS_CSV_COLUMNS,
+    csv_chunks,
+    csv_safe,
+    job_results_csv_rows,
+    results_export_rows,
+)
 from restores.selectors.jobs import (
     RESULT_FIELDS,
     STREAMED_RESULTS_MIN,
     job_get_for_tenant,
+    job_has_number,
     job_ids_with_number,
     job_remaining_count,
     job_result_rows,
@@ -45,9 +54,11 @@ from restores.selectors.payloads import (
 
 __all__ = [
     "BODY_PIECE_RESULTS",
+    "CSV_FORMULA_PREFIXES",
     "EXPORT_COLUMNS",
     "OVERVIEW_BUSIEST_TENANTS",
     "RESULT_FIELDS",
+    "STATUS_CSV_COLUMNS",
     "STATUS_PREVIEW_RESULTS",
     "STREAMED_RESULTS_MIN",
     "TIMESTAMP_FORMAT",
@@ -55,14 +66,18 @@ __all__ = [
     "OverviewWindow",
     "TenantActivity",
     "breakers_not_closed",
+    "csv_chunks",
+    "csv_safe",
     "dry_run_payload",
     "job_final_payload",
     "job_final_payload_pieces",
     "job_get_for_tenant",
+    "job_has_number",
     "job_ids_with_number",
     "job_queued_payload",
     "job_remaining_count",
     "job_result_rows",
+    "job_results_csv_rows",
     "job_status_payload",
     "job_status_payload_preview",
     "job_summary",

@@ -48,6 +48,10 @@ def job_result_rows(*, job: Job, number: str | None = None) -> Iterable[dict[str
     return rows.iterator(chunk_size=STREAMED_RESULTS_MIN)
 
 
+def job_has_number(*, job: Job, number: str) -> bool:
+    return NumberResult.objects.filter(job=job, number=number).exists()
+
+
 def job_remaining_count(*, job_id: int) -> int:
     """Numbers of the job without a final result."""
     return NumberResult.objects.of_job(job_id).unfinished().count()

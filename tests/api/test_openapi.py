@@ -106,8 +106,10 @@ def test_it_describes_both_endpoints_basic_auth_and_the_idempotency_key(document
     post = document["paths"]["/v3/bulk_restore"]["post"]
     assert {"200", "202", "400", "401", "409", "422", "429"} <= set(post["responses"])
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in post["parameters"])
+    assert any(p["name"] == "dry_run" and p["in"] == "query" for p in post["parameters"])
     get = document["paths"]["/v3/bulk_restore_status"]["get"]
-    assert {p["name"] for p in get["parameters"]} == {"job_uuid", "number"}
+    assert {p["name"] for p in get["parameters"]} == {"job_uuid", "number", "format"}
+    assert set(get["responses"]["200"]["content"]) == {"application/json", "text/csv"}
     assert document["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
     result = document["components"]["schemas"]["Result"]["properties"]
     assert list(result) == [
