@@ -5,11 +5,12 @@ from portal.api_errors import json_404
 from portal.docs import PublicSchemaView, PublicSwaggerView
 from portal.health import healthz, readyz
 from portal.metrics import metrics
-from restores.api import BulkRestoreStatusView, BulkRestoreView
+from restores.api import BulkRestoreJobsView, BulkRestoreStatusView, BulkRestoreView
 
 urlpatterns = [
     path("v3/bulk_restore", BulkRestoreView.as_view(), name="bulk-restore"),
     path("v3/bulk_restore_status", BulkRestoreStatusView.as_view(), name="bulk-restore-status"),
+    path("v3/bulk_restore_jobs", BulkRestoreJobsView.as_view(), name="bulk-restore-jobs"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),

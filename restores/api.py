@@ -1,11 +1,15 @@
-"""The v3 API: ``POST /v3/bulk_restore`` and ``GET /v3/bulk_restore_status``."""
+"""The v3 API: ``POST /v3/bulk_restore``, ``GET /v3/bulk_restore_status`` and
+``GET /v3/bulk_restore_jobs``."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +24,7 @@ from accounts.models import ApiCredential, Tenant
 from portal.api_errors import ApiError
 from restores import selectors, services
 from restores.models import Job
-from restores.schema import bulk_restore_schema, bulk_restore_status_schema
+from restores.schema import bulk_restore_jobs_schema, bulk_restore_schema, bulk_restore_status_schema
 from restores.validation import SubmissionError, numbers_given, numbers_parse, webhook_url_validate
 
 # Any digit string is a well-formed ``number`` filter (one of more than 15 digits is simply
@@ -218,3 +222,89 @@ class BulkRestoreStatusView(APIView):
         response["Content-Disposition"] = f'attachment; filename="bulk-restore-{job.uuid}.csv"'
         response["Cache-Control"] = "no-store"
         return response
+
+
+# The jobs list (docs/api.md#bulk-restore-jobs).
+JOBS_LIMIT_DEFAULT = 50
+JOBS_LIMIT_MAX = 500
+JOB_STATUSES = tuple(Job.Status.values)
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+TIME_SHOWN = "YYYY-MM-DD HH:MM:SS"
+
+
+class BulkRestoreJobsView(APIView):
+    class InputSerializer(serializers.Serializer):
+        status = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        created_after = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        created_before = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        limit = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+        cursor = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            status_filter = attrs.get("status")
+            if status_filter is not None and status_filter not in JOB_STATUSES:
+                raise ApiError(f"status must be one of {', '.join(JOB_STATUSES)}.", code="invalid_status")
+            limit = attrs.get("limit")
+            if limit is None:
+                count = JOBS_LIMIT_DEFAULT
+            elif limit.isascii() and limit.isdigit() and 1 <= int(limit) <= JOBS_LIMIT_MAX:
+                count = int(limit)
+            else:
+                raise ApiError(
+                    f"limit must be a whole number from 1 to {JOBS_LIMIT_MAX}.", code="invalid_limit"
+                )
+            try:
+                created_after = _utc_time(attrs.get("created_after"))
+            except ValueError:
+                raise ApiError(
+                    f"created_after must be a UTC time as {TIME_SHOWN}.", code="invalid_created_after"
+                ) from None
+            try:
+                created_before = _utc_time(attrs.get("created_before"))
+            except ValueError:
+                raise ApiError(
+                    f"created_before must be a UTC time as {TIME_SHOWN}.", code="invalid_created_before"
+                ) from None
+            cursor = attrs.get("cursor")
+            return {
+                "status": status_filter,
+                "created_after": created_after,
+                "created_before": created_before,
+                "limit": count,
+                "older_than": None if cursor is None else cursor_decode(cursor),
+            }
+
+    @bulk_restore_jobs_schema
+    def get(self, request: Request) -> Response:
+        serializer = self.InputSerializer(data=request.query_params)
+        serializer.is_valid(raise_exception=True)
+        jobs, more = selectors.jobs_page_for_tenant(tenant=request.user, **serializer.validated_data)  # type: ignore[arg-type]
+        return Response(
+            {
+                "jobs": [selectors.job_summary(job) for job in jobs],
+                "next_cursor": cursor_encode(jobs[-1]) if more else None,
+            }
+        )
+
+
+def _utc_time(value: str | None) -> datetime | None:
+    """A UTC time written ``YYYY-MM-DD HH:MM:SS``; ValueError for another form."""
+    return None if value is None else datetime.strptime(value, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def cursor_encode(job: Job) -> str:
+    """Where the next page starts: after this job (its creation time and id), opaque to clients."""
+    raw = f"{job.created_at.astimezone(UTC).isoformat()}|{job.pk}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_decode(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, job_id = raw.split("|")
+        when = datetime.fromisoformat(created_at)
+        if when.tzinfo is None:
+            raise ValueError(created_at)
+        return when, int(job_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ApiError("cursor is not one this API gave.", code="invalid_cursor") from None

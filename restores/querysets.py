@@ -24,6 +24,15 @@ class JobQuerySet(models.QuerySet["Job"]):
     def of_tenant(self, tenant_id: int) -> Self:
         return self.filter(tenant_id=tenant_id)
 
+    def newest_first(self) -> Self:
+        return self.order_by("-created_at", "-id")
+
+    def older_than(self, created_at: datetime, job_id: int) -> Self:
+        """After the job (``created_at``, ``job_id``) in ``newest_first`` order: a page's next."""
+        return self.filter(
+            models.Q(created_at__lt=created_at) | models.Q(created_at=created_at, id__lt=job_id)
+        )
+
     def active(self) -> Self:
         """Pending or processing: numbers may still be restored."""
         return self.filter(status__in=self.model.ACTIVE_STATUSES)

@@ -224,3 +224,50 @@ bulk_restore_status_schema = extend_schema(
         **_errors(400, 401, 403, 404, 429, 503),
     },
 )
+
+
+class JobsPageSerializer(serializers.Serializer):
+    jobs = _JobSummarySerializer(many=True, help_text="The tenant's jobs, newest first, without results.")
+    next_cursor = serializers.CharField(
+        allow_null=True, help_text="Pass as cursor for the next page; null on the last page."
+    )
+
+
+bulk_restore_jobs_schema = extend_schema(
+    operation_id="bulk_restore_jobs",
+    summary="The tenant's jobs, newest first",
+    parameters=[
+        OpenApiParameter(
+            "status", {"type": "string", "enum": JOB_STATUSES}, OpenApiParameter.QUERY, required=False
+        ),
+        OpenApiParameter(
+            "created_after",
+            {"type": "string", "pattern": TIMESTAMP_PATTERN},
+            OpenApiParameter.QUERY,
+            required=False,
+            description="UTC, `YYYY-MM-DD HH:MM:SS`: jobs created at or after it.",
+        ),
+        OpenApiParameter(
+            "created_before",
+            {"type": "string", "pattern": TIMESTAMP_PATTERN},
+            OpenApiParameter.QUERY,
+            required=False,
+            description="UTC, `YYYY-MM-DD HH:MM:SS`: jobs created before it.",
+        ),
+        OpenApiParameter(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": 500},
+            OpenApiParameter.QUERY,
+            required=False,
+            description="Jobs per page: 50 by default, at most 500.",
+        ),
+        OpenApiParameter(
+            "cursor",
+            str,
+            OpenApiParameter.QUERY,
+            required=False,
+            description="The next_cursor of the page before.",
+        ),
+    ],
+    responses={200: JobsPageSerializer, **_errors(400, 401, 403, 429, 503)},
+)

@@ -25,6 +25,7 @@ from restores.selectors.jobs import (
     job_ids_with_number,
     job_remaining_count,
     job_result_rows,
+    jobs_page_for_tenant,
     tenants_with_activity,
 )
 from restores.selectors.overview import (
@@ -81,6 +82,7 @@ __all__ = [
     "job_status_payload",
     "job_status_payload_preview",
     "job_summary",
+    "jobs_page_for_tenant",
     "overview",
     "overview_window",
     "result_entry",

@@ -48,6 +48,31 @@ def job_result_rows(*, job: Job, number: str | None = None) -> Iterable[dict[str
     return rows.iterator(chunk_size=STREAMED_RESULTS_MIN)
 
 
+def jobs_page_for_tenant(
+    *,
+    tenant: Tenant,
+    limit: int,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    older_than: tuple[datetime, int] | None = None,
+) -> tuple[list[Job], bool]:
+    """The tenant's jobs newest first, at most ``limit``, after the position ``older_than``
+    (the last job of the page before); and whether more follow. One query, walking the
+    index on (tenant, created_at) however long the tenant's history."""
+    qs = Job.objects.of_tenant(tenant.pk)
+    if status is not None:
+        qs = qs.filter(status=status)
+    if created_after is not None:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
+    if older_than is not None:
+        qs = qs.older_than(*older_than)
+    jobs = list(qs.newest_first()[: limit + 1])
+    return jobs[:limit], len(jobs) > limit
+
+
 def job_has_number(*, job: Job, number: str) -> bool:
     return NumberResult.objects.filter(job=job, number=number).exists()
 

@@ -102,7 +102,7 @@ def test_it_serves_the_document_and_swagger_ui_without_a_cdn() -> None:
 
 
 def test_it_describes_both_endpoints_basic_auth_and_the_idempotency_key(document: dict[str, Any]) -> None:
-    assert set(document["paths"]) == {"/v3/bulk_restore", "/v3/bulk_restore_status"}
+    assert set(document["paths"]) == {"/v3/bulk_restore", "/v3/bulk_restore_status", "/v3/bulk_restore_jobs"}
     post = document["paths"]["/v3/bulk_restore"]["post"]
     assert {"200", "202", "400", "401", "409", "422", "429"} <= set(post["responses"])
     assert any(p["name"] == "Idempotency-Key" and p["in"] == "header" for p in post["parameters"])

@@ -128,3 +128,13 @@ def test_it_answers_get_bulk_restore_status_as_documented(
     assert sum(statuses.values()) >= 20
     assert statuses[200] and statuses[404], statuses
     assert "Traceback" not in stack.log("web")
+
+
+def test_it_answers_get_bulk_restore_jobs_as_documented(
+    stack: Stack, receiver: WebhookReceiver, api_schema: Any, known_jobs: dict[str, list[str]]
+) -> None:
+    statuses = _run(stack, receiver, known_jobs, _operation(api_schema, "GET", "/v3/bulk_restore_jobs"))
+
+    assert sum(statuses.values()) >= 20
+    assert statuses[200] and statuses[400], statuses
+    assert "Traceback" not in stack.log("web")
