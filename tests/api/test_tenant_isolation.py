@@ -124,3 +124,72 @@ def test_it_does_not_let_a_disabled_tenant_reach_another_tenants_job(owner, seco
 
     assert response.status_code == 403
     assert job_uuid not in response.content.decode()
+
+
+# --- GET /v3/bulk_restore_status?format=csv -------------------------------------------------
+
+
+def test_it_gives_a_jobs_csv_only_to_its_own_tenant(owner, second, outsider, fake_multitel):
+    job_uuid = submit(owner.client, NUMBERS).json()["job_uuid"]
+
+    as_owner = poll(owner.client, job_uuid=job_uuid, format="csv")
+    as_second = poll(second.client, job_uuid=job_uuid, format="csv")
+    as_outsider = poll(outsider.client, job_uuid=job_uuid, format="csv")
+
+    assert as_owner.status_code == 200
+    text = b"".join(as_owner.streaming_content).decode()
+    assert all(n in text for n in NUMBERS)
+    assert as_second.status_code == 404
+    assert as_second.content == poll(second.client, job_uuid=str(uuid.uuid4()), format="csv").content
+    assert as_outsider.status_code == 401
+    for response in (as_second, as_outsider):
+        assert all(n not in response.content.decode() for n in NUMBERS)
+
+
+# --- GET /v3/bulk_restore_jobs --------------------------------------------------------------
+
+
+def test_it_lists_to_each_tenant_only_its_own_jobs(owner, second, outsider, fake_multitel, enqueued):
+    mine = submit(owner.client, NUMBERS).json()["job_uuid"]
+    theirs = submit(second.client, NUMBERS).json()["job_uuid"]
+
+    listed = {
+        name: client.get("/v3/bulk_restore_jobs")
+        for name, client in (
+            ("owner", owner.client),
+            ("second", second.client),
+            ("outsider", outsider.client),
+        )
+    }
+
+    assert [j["job_uuid"] for j in listed["owner"].json()["jobs"]] == [mine]
+    assert [j["job_uuid"] for j in listed["second"].json()["jobs"]] == [theirs]
+    assert listed["outsider"].status_code == 401
+    assert (
+        mine not in listed["outsider"].content.decode() and theirs not in listed["outsider"].content.decode()
+    )
+
+
+# --- POST /v3/bulk_restore?dry_run=true -------------------------------------------------------
+
+
+def test_it_stores_nothing_for_anyone_on_a_dry_run(owner, second, outsider, fake_multitel):
+    before = Job.objects.count()
+
+    assert (
+        owner.client.post(
+            "/v3/bulk_restore?dry_run=true",
+            data=json.dumps({"numbers": NUMBERS}),
+            content_type="application/json",
+        ).json()["dry_run"]
+        is True
+    )
+    refused = outsider.client.post(
+        "/v3/bulk_restore?dry_run=true",
+        data=json.dumps({"numbers": NUMBERS}),
+        content_type="application/json",
+    )
+
+    assert refused.status_code == 401
+    assert Job.objects.count() == before
+    assert second.client.get("/v3/bulk_restore_jobs").json()["jobs"] == []
