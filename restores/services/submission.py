@@ -20,12 +20,12 @@ from restores.services.queue import enqueue_on_commit
 logger = logging.getLogger(__name__)
 
 
-@transaction.atomic
 def job_is_sync(*, total_numbers: int) -> bool:
     """A job of at most ``SYNC_MAX_NUMBERS`` is restored inside the request that makes it."""
     return total_numbers <= settings.SYNC_MAX_NUMBERS
 
 
+@transaction.atomic
 def job_create(
     *,
     tenant: Tenant,

@@ -83,6 +83,24 @@ def _kill(stack: Stack, name: str) -> float:
     return killed
 
 
+def _kill_while_it_calls(stack: Stack, name: str) -> float:
+    """SIGKILL qcluster ``name`` the moment it holds numbers of the tenant "crash" while calls
+    of that tenant are in flight (its tasks may have handed the job over for a moment, to
+    another tenant's job waiting for a worker)."""
+
+    def holds() -> bool:
+        leased = stack.sql(
+            "SELECT count(*) FROM restores_numberresult r JOIN restores_job j ON j.id = r.job_id "
+            "JOIN accounts_tenant t ON t.id = j.tenant_id "
+            "WHERE t.name = %s AND r.status = %s AND r.claimed_by = %s",
+            ("crash", "processing", name),
+        )[0][0]
+        return bool(leased) and stack.fake_stats()["in_flight"].get("mt-crash", 0) > 0
+
+    wait_until(holds, timeout=60, interval=0.02, what=f"{name} to hold calls in flight")
+    return _kill(stack, name)
+
+
 def _held_by_the_dead(stack: Stack, job_uuid: str) -> dict[str, int]:
     """The numbers the dead worker had called but not recorded, with their call counts."""
     calls = stack.fake_stats()["calls_by_number"]
@@ -141,9 +159,7 @@ def test_it_finishes_a_job_whose_host_died_on_the_hosts_that_live(stack: Stack) 
     another tenant's job, takes it up (no sweep by hand, no worker restarted)."""
     for name in [n for n in stack.processes if n in ("first", "second") and stack.running(n)]:
         stack.stop(name, signal.SIGKILL)
-    stack.start_worker("doomed", workers=None)
-    numbers = _numbers(NUMBERS + 1000)[1000:]
-    job_uuid = _submit_and_wait_for_calls_in_flight(stack, numbers)
+    # The survivor is busy first; the job then goes to the host that will die.
     stack.start_worker("survivor", workers=None)
     busy = (
         stack.tenants["busy"]
@@ -151,8 +167,16 @@ def test_it_finishes_a_job_whose_host_died_on_the_hosts_that_live(stack: Stack) 
         .post(f"{stack.web_url}/v3/bulk_restore", json={"numbers": _numbers(9000)[3000:]}, timeout=30)
     )
     assert busy.status_code == 202, busy.text
+    wait_until(
+        lambda: _status(stack, busy.json()["job_uuid"], tenant="busy")["success_count"] > 0,
+        timeout=30,
+        what="the survivor busy with the other job",
+    )
+    stack.start_worker("doomed", workers=None)
+    numbers = _numbers(NUMBERS + 1000)[1000:]
+    job_uuid = _submit_and_wait_for_calls_in_flight(stack, numbers)
 
-    killed = _kill(stack, "doomed")
+    killed = _kill_while_it_calls(stack, "doomed")
 
     _assert_recovered(stack, job_uuid, numbers, killed=killed)
     busy_status = _status(stack, busy.json()["job_uuid"], tenant="busy")

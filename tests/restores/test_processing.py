@@ -14,6 +14,7 @@ from django.utils import timezone
 from restores import services
 from restores.models import Job, NumberResult, SlotLease, UpstreamAttempt, WebhookDelivery
 from restores.selectors import job_status_payload
+from restores.services import submission
 from restores.services.claims import leases_renew
 from restores.services.slots import slots_acquire, slots_renew, tenant_slots_in_use
 from restores.services.window import _Window
@@ -747,3 +748,20 @@ def test_it_waits_as_long_as_the_receiver_asks_up_to_the_schedules_last_step(
     assert job.webhook_next_attempt_at is not None
     waited = job.webhook_next_attempt_at - delivery.started_at
     assert expected - timedelta(seconds=5) < waited < expected + timedelta(seconds=5)
+
+
+def test_it_stores_a_job_and_its_numbers_in_one_transaction(
+    owner: Party, enqueued: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A job seen without its numbers would look finished: the recovery sweep completed one.
+    assert owner.tenant is not None
+
+    def fails(**kwargs: Any) -> None:
+        raise RuntimeError("the numbers' insert failed")
+
+    monkeypatch.setattr(submission, "_results_insert", fails)
+    with pytest.raises(RuntimeError):
+        services.job_create(tenant=owner.tenant, credential=None, numbers=plain_numbers(20), webhook_url=None)
+
+    assert not Job.objects.exists()
+    assert enqueued == []

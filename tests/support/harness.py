@@ -259,6 +259,20 @@ class ServedStack(Processes):
             "5",
         )
 
+    def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of ``query`` (``%s`` placeholders), read straight from the stack's database: no
+        process of the stack is asked, so it can be timed to the moment."""
+        if self.database_url.startswith("sqlite:///"):
+            import sqlite3
+
+            path = self.database_url[len("sqlite:///") :]
+            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
+                return list(conn.execute(query.replace("%s", "?"), params).fetchall())
+        import psycopg
+
+        with psycopg.connect(self.database_url, connect_timeout=5) as conn:
+            return list(conn.execute(query, params).fetchall())  # type: ignore[arg-type]
+
     def fake_stats(self, *, timeout: float = 5) -> dict[str, Any]:
         """The simulated Multitel's counters (``/_fake/stats``)."""
         return dict(requests.get(f"{self.multitel_url}/_fake/stats", timeout=timeout).json())
