@@ -69,13 +69,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.backends import PrivatePostgres, PrivateRedis, servers_missing
 from tests.support.contract import JOB_KEYS, QUEUED_KEYS, UNAVAILABLE
-from tests.support.harness import Processes, inherited_env, wait_until
+from tests.support.harness import Processes, database_rows, inherited_env, wait_until
 from tests.support.harness import WebhookReceiver as Receiver
 from tests.support.netns import NamespacesUnavailable, Network, namespaces_unavailable
 from tests.support.numbers import first_call_successes
@@ -189,21 +190,20 @@ class Cluster(Processes):
         for name in self.host_processes(host):
             self.stop(name, signal.SIGKILL)
 
-    def all_running(self) -> list[str]:
+    def dead(self) -> list[str]:
         """The processes that have died (empty: none)."""
         return [name for name, proc in self.processes.items() if proc.poll() is not None]
 
     def sql(self, query: str, *params: Any) -> list[tuple[Any, ...]]:
-        import psycopg
+        return database_rows(self.postgres.url(self.database), query, params)
 
-        with psycopg.connect(self.postgres.url(self.database), connect_timeout=5) as conn:
-            return list(conn.execute(query, params).fetchall())
+    def fake_stats(self) -> dict[str, Any]:
+        """The simulated Multitel's counters (``/_fake/stats``)."""
+        return dict(_session().get(self.multitel_url + "/_fake/stats", timeout=10).json())
 
-    def fake(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        session = _session()
-        if body is None and path == "/_fake/stats":
-            return dict(session.get(self.multitel_url + path, timeout=10).json())
-        return dict(session.post(self.multitel_url + path, json=body or {}, timeout=10).json())
+    def fake_post(self, path: str, body: dict[str, Any] | None = None) -> None:
+        """Tell the simulated Multitel something: ``/_fake/reset``, ``/_fake/outage``."""
+        _session().post(self.multitel_url + path, json=body or {}, timeout=10).raise_for_status()
 
 
 def _session(auth: tuple[str, str] | None = None) -> requests.Session:
@@ -243,7 +243,7 @@ def cluster_start(tmp: Path, *, latency_ms: float) -> Cluster:
     )
     try:
         postgres.start()
-        with contextlib.closing(__import__("psycopg").connect(postgres.url(), autocommit=True)) as conn:
+        with contextlib.closing(psycopg.connect(postgres.url(), autocommit=True)) as conn:
             conn.execute(f'CREATE DATABASE "{database}"')
         redis.start()
         _manage(cluster, "migrate", "--noinput", "-v0")
@@ -267,9 +267,7 @@ def cluster_start(tmp: Path, *, latency_ms: float) -> Cluster:
         cluster.receiver = Receiver(host=net.root_address("front"))
         for host in ("multitel", "web", *WORKER_HOSTS):
             cluster.start_host_processes(host)
-        wait_until(
-            lambda: cluster.running("multitel") and cluster.fake("/_fake/stats"), timeout=30, what="Multitel"
-        )
+        wait_until(lambda: cluster.running("multitel") and cluster.fake_stats(), timeout=30, what="Multitel")
         wait_until(
             lambda: (
                 cluster.running("web")
@@ -437,7 +435,7 @@ class Outcome:
 def scenario_run(cluster: Cluster, fault: Fault | None, *, index: int, numbers: int) -> Outcome:
     """Two tenants' queued jobs, synchronous requests and status polls; ``fault`` in the middle."""
     assert cluster.receiver is not None
-    cluster.fake("/_fake/reset")
+    cluster.fake_post("/_fake/reset")
     name = fault.name if fault else "baseline"
     started = time.monotonic()
     stop = threading.Event()
@@ -532,7 +530,7 @@ def scenario_run(cluster: Cluster, fault: Fault | None, *, index: int, numbers: 
         [uuid.UUID(u) for u in jobs.values()],
     ):
         notes.append(f"not restored: {number} ({status_code}, {message!r}, {attempts} attempts, by {holder})")
-    stats = cluster.fake("/_fake/stats")
+    stats = cluster.fake_stats()
     restored = stats["restored_by_number"]
     sync_numbers = [n for a in answers.values() for n in a.sync_numbers]
     twice = sum(max(0, restored.get(n, 0) - 1) for n in queued_numbers + sync_numbers)
@@ -558,7 +556,7 @@ def scenario_run(cluster: Cluster, fault: Fault | None, *, index: int, numbers: 
         by_host={str(k): v for k, v in by_host.items()},
         host=host,
         allowed=fault.allowed if fault else None,
-        dead_processes=cluster.all_running(),
+        dead_processes=cluster.dead(),
         notes=notes,
     )
 
@@ -640,10 +638,6 @@ def _kill(cluster: Cluster, host: str) -> None:
     cluster.kill_host(host)
 
 
-def _restart_later(cluster: Cluster, host: str) -> None:
-    """The processes of the killed host are started again once the jobs are done (see main)."""
-
-
 def _cut(cluster: Cluster, host: str) -> None:
     cluster.net.cut(host, "db")
     cluster.net.cut(host, "cache")
@@ -671,7 +665,7 @@ def _redis_start(cluster: Cluster, host: str) -> None:
 
 
 def _multitel_down(cluster: Cluster, host: str) -> None:
-    cluster.fake("/_fake/outage", {"seconds": 60})
+    cluster.fake_post("/_fake/outage", {"seconds": 60})
 
 
 def _nothing(cluster: Cluster, host: str) -> None:
@@ -680,7 +674,8 @@ def _nothing(cluster: Cluster, host: str) -> None:
 
 FAULTS = {
     # The hosts that live claim a dead (or cut off) holder's numbers within 30 s of the fault.
-    "kill": Fault("worker host killed", 0, CLAIMED_AGAIN_WITHIN, _kill, _restart_later, host_fault=True),
+    # The killed host's processes are started again once the jobs are done (see main).
+    "kill": Fault("worker host killed", 0, CLAIMED_AGAIN_WITHIN, _kill, _nothing, host_fault=True),
     "cut": Fault("worker host cut off 60 s", 60, CLAIMED_AGAIN_WITHIN, _cut, _mend, host_fault=True),
     # The web host is a holder too: of its synchronous requests' slots and numbers.
     "web": Fault(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.harness import Stack, settings_env, wait_until
+from tests.support.harness import ENGINE_SETTINGS, Stack, settings_env, wait_until
 from tests.support.numbers import first_call_successes
 
 pytestmark = pytest.mark.e2e
@@ -31,13 +31,7 @@ SHARE_TOLERANCE = 0.20
 
 @pytest.fixture(scope="module")
 def stack(make_stack: Any) -> Stack:
-    defaults = settings_env(
-        "RESTORE_LEASE_SECONDS",
-        "RESTORE_TASK_SLICE_SECONDS",
-        "RESTORE_BATCH_SIZE",
-        "RESTORE_JOB_FANOUT",
-        "RESTORE_STALE_SECONDS",
-    )
+    defaults = settings_env(*ENGINE_SETTINGS)
     s: Stack = make_stack(latency_ms=LATENCY_MS, workers=("host",), q_workers=None, **defaults)
     for name, cap in CAPS.items():
         s.create_tenant(name, max_concurrency=cap)

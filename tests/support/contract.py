@@ -16,6 +16,8 @@ JOB_KEYS = [
     "completed_at",
     "results",
 ]
+# A job's summary in the jobs list: the same, without its results.
+JOB_SUMMARY_KEYS = JOB_KEYS[:-1]
 # The 202 answer of a queued job.
 QUEUED_KEYS = ["job_uuid", "status", "total_numbers", "webhook_url", "message"]
 # The 503 while the database is out of reach (with Retry-After).

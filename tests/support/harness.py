@@ -58,6 +58,17 @@ class TimedOut(AssertionError, TimeoutError):
     """``wait_until`` waited in vain: a failed assertion to pytest, a ``TimeoutError`` to others."""
 
 
+# The settings of the engine's slices, leases and fan-out: what the fairness tests run with
+# at their defaults.
+ENGINE_SETTINGS = (
+    "RESTORE_LEASE_SECONDS",
+    "RESTORE_TASK_SLICE_SECONDS",
+    "RESTORE_BATCH_SIZE",
+    "RESTORE_JOB_FANOUT",
+    "RESTORE_STALE_SECONDS",
+)
+
+
 def settings_env(*names: str) -> dict[str, str]:
     """The settings ``names`` at their values here (the defaults, in tests), as environment for
     a stack: a test of a guarantee runs its processes with the defaults it is about, whatever
@@ -112,6 +123,20 @@ def new_database(tmp: Path, *, label: str, server_url: str | None) -> tuple[str,
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return urlunsplit(urlsplit(server_url)._replace(path=f"/{name}")), drop
+
+
+def database_rows(database_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Rows of ``query`` (``%s`` placeholders) on the database ``database_url`` (an SQLite
+    file or PostgreSQL), in a connection of its own."""
+    if database_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(database_url[len("sqlite:///") :], timeout=30)) as conn:
+            return list(conn.execute(query.replace("%s", "?"), params).fetchall())
+    import psycopg
+
+    with psycopg.connect(database_url, connect_timeout=5) as conn:
+        return list(conn.execute(query, params).fetchall())
 
 
 def forget_cluster_keys(url: str, cluster: str) -> None:
@@ -260,18 +285,9 @@ class ServedStack(Processes):
         )
 
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Rows of ``query`` (``%s`` placeholders), read straight from the stack's database: no
-        process of the stack is asked, so it can be timed to the moment."""
-        if self.database_url.startswith("sqlite:///"):
-            import sqlite3
-
-            path = self.database_url[len("sqlite:///") :]
-            with contextlib.closing(sqlite3.connect(path, timeout=30)) as conn:
-                return list(conn.execute(query.replace("%s", "?"), params).fetchall())
-        import psycopg
-
-        with psycopg.connect(self.database_url, connect_timeout=5) as conn:
-            return list(conn.execute(query, params).fetchall())  # type: ignore[arg-type]
+        """Rows of ``query`` read straight from the stack's database (see ``database_rows``):
+        no process of the stack is asked, so it can be timed to the moment."""
+        return database_rows(self.database_url, query, params)
 
     def fake_stats(self, *, timeout: float = 5) -> dict[str, Any]:
         """The simulated Multitel's counters (``/_fake/stats``)."""
